@@ -1,0 +1,1 @@
+"""Thin job entry points: ``python -m jobs.<name> --config FILE``."""

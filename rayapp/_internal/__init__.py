@@ -1,0 +1,1 @@
+"""Private helpers shared by rayapp's stages. Not a public API."""

@@ -1,0 +1,64 @@
+"""``rayapp <command>``: one subcommand per job in ``jobs/``, plus ``query`` (an HTTP client)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from typing import Optional, Sequence
+
+# subcommand -> (jobs module, one-line help)
+JOBS = {
+    "demo": ("jobs.demo", "main job: corpus -> index -> Serve app -> answers with citations"),
+    "bench-main": ("jobs.bench_main", "benchmark: the main job's stages, cold vs warm"),
+}
+
+
+def _query(argv: Sequence[str]) -> int:
+    import httpx
+
+    p = argparse.ArgumentParser(prog="rayapp query", description="Ask a running rayapp app a question.")
+    p.add_argument("question")
+    p.add_argument("--url", default="http://127.0.0.1:8000")
+    p.add_argument("--top-k", type=int)
+    a = p.parse_args(argv)
+    body = {"question": a.question, **({"top_k": a.top_k} if a.top_k else {})}
+    try:
+        r = httpx.post(f"{a.url}/v1/query", json=body, timeout=600)
+    except httpx.HTTPError as e:
+        print(f"rayapp query: error: cannot reach {a.url}: {e}", file=sys.stderr)
+        return 2
+    if r.status_code != 200:
+        print(f"rayapp query: error: HTTP {r.status_code}: {r.text}", file=sys.stderr)
+        return 2
+    from rayapp.demo import format_answer
+
+    print(format_answer(r.json()))
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(
+        prog="rayapp",
+        description="Ray-native retrieval-augmented generation. Each job command takes --config FILE.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="<command>")
+    for name, (_, help_) in JOBS.items():
+        sub.add_parser(name, help=help_, add_help=False)
+    sub.add_parser("query", help="ask a running app a question over HTTP", add_help=False)
+    if not argv or argv[0] in ("-h", "--help"):
+        parser.print_help()
+        return 0 if argv else 2
+    cmd, rest = argv[0], argv[1:]
+    if cmd == "query":
+        return _query(rest)
+    if cmd not in JOBS:
+        parser.error(f"unknown command {cmd!r}; choose from {', '.join([*JOBS, 'query'])}")
+    module = importlib.import_module(JOBS[cmd][0])
+    return module.main(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

