@@ -78,7 +78,7 @@ def _all_stdlib_modules(root: Path) -> list[str]:
         parts = list(rel.with_suffix("").parts)
         if parts[-1] == "__init__":
             parts = parts[:-1]
-        if parts:
+        if parts and all(part.isidentifier() for part in parts):
             names.append(".".join(parts))
     return names
 

