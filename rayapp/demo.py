@@ -21,7 +21,7 @@ from rayapp.config import DemoConfig
 from rayapp.data import build_corpus
 from rayapp.eval import write_markdown_table
 from rayapp.index import build_index
-from rayapp.models import resolve_generator
+from rayapp.models import check_generator, resolve_embedder, resolve_generator
 from rayapp.serve import APP_NAME, start_app
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     """Run the whole slice and return the report (also written to ``results_dir/demo.json``)."""
     if not cfg.questions:
         raise ValueError("questions: give at least one question to ask")
+    resolve_embedder(cfg.embed.model)  # a missing model fails here, before any work
+    check_generator(cfg.app.generator.model)
     started = init_ray(cfg.ray)
     stages: list[dict[str, Any]] = []
 

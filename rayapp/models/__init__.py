@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from rayapp.models._loading import (
     ModelNotFoundError,
+    check_generator,
     load_causal_lm,
     load_sentence_transformer,
     resolve_embedder,
@@ -24,6 +25,7 @@ __all__ = [
     "ModelNotFoundError",
     "resolve_embedder",
     "resolve_generator",
+    "check_generator",
     "load_sentence_transformer",
     "load_causal_lm",
 ]

@@ -83,6 +83,14 @@ def convert_gguf(gguf: Path, out_root: Path) -> Path:
     return final
 
 
+def check_generator(name: str) -> None:
+    """Raise :class:`ModelNotFoundError` now if ``name`` cannot be resolved (converts nothing)."""
+    if name == "smollm2":
+        _smollm2_gguf()
+    else:
+        _check_path_or_hub(name, "generator.model")
+
+
 def resolve_generator(name: str, home: Optional[Path] = None) -> str:
     """Folder (or hub id) of a Hugging Face causal LM; ``smollm2`` is converted on first use."""
     if name == "smollm2":

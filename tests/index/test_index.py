@@ -1,0 +1,51 @@
+import numpy as np
+import pytest
+
+from rayapp.config import EmbedConfig, IndexConfig
+from rayapp.data import load_passages
+from rayapp.index import LoadedIndex, build_index
+
+
+def test_index_matches_corpus(small_index, small_corpus):
+    ix = LoadedIndex(small_index.path)
+    assert ix.ids == load_passages(small_corpus.path).column("passage_id").to_pylist()
+    assert small_index.manifest["counts"] == {"passages": len(ix), "dim": 384}
+    vecs = np.load(small_index.path / "embeddings.npy")
+    assert vecs.shape == (len(ix), 384)
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+
+
+def test_ray_embeddings_equal_direct_encode(small_index, minilm):
+    ix = LoadedIndex(small_index.path)
+    vecs = np.load(small_index.path / "embeddings.npy")
+    direct = minilm.encode(ix.texts[:20], normalize_embeddings=True)
+    cos = (vecs[:20] * direct).sum(axis=1)
+    assert cos.min() > 0.999
+
+
+def test_bm25_and_dense_find_the_right_passage(small_index, minilm):
+    ix = LoadedIndex(small_index.path)
+    rows = [r for r, _ in ix.search_bm25("TemporaryDirectory context manager", 5)]
+    assert ix.titles[rows[0]] == "tempfile.TemporaryDirectory"
+    q = minilm.encode("serialize obj to a JSON formatted str", normalize_embeddings=True)
+    dense = ix.search_dense(q, 5)
+    assert all(ix.titles[r].startswith("json") for r, _ in dense)
+    assert "json.dumps" in {ix.titles[r] for r, _ in dense}
+    scores = [s for _, s in dense]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_bm25_query_without_known_terms_is_empty(small_index):
+    ix = LoadedIndex(small_index.path)
+    assert ix.search_bm25("the of and", 5) == []
+    assert ix.search_bm25("zzzqqqxxyy", 5) == []
+
+
+def test_index_is_reused(small_corpus, small_index, home):
+    again = build_index(small_corpus, EmbedConfig(batch_size=32), IndexConfig(), home)
+    assert again.cached and again.path == small_index.path
+
+
+def test_unfinished_index_is_refused(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no finished index"):
+        LoadedIndex(tmp_path)
