@@ -12,7 +12,7 @@ from rayapp._internal.jobs import run_job
 from rayapp.config import DemoConfig
 
 
-def _run(cfg: DemoConfig) -> None:
+def _run(cfg: DemoConfig, _config_path) -> None:
     from rayapp.demo import format_answer, run_demo
 
     report = run_demo(cfg)

@@ -61,10 +61,10 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         index = build_index(corpus, cfg.embed, cfg.index, cfg.home)
         stage("embed+index", t0, cached=index.cached, version=index.version, **index.manifest["build_timings"])
         t0 = time.perf_counter()
-        resolve_generator(cfg.app.generator.model, cfg.home)
+        resolve_generator(cfg.app.generator.model)
         stage("generator_model", t0, model=cfg.app.generator.model)
         t0 = time.perf_counter()
-        url = start_app(cfg.app, index.path, cfg.home)
+        url = start_app(cfg.app, index.path)
         stage("deploy", t0, url=url)
         answers = []
         for q in cfg.questions:
@@ -111,3 +111,37 @@ def format_answer(ans: dict[str, Any]) -> str:
             lines.append(f"  {h['title']} ({h['id']})")
     lines.append("Timings: " + ", ".join(f"{t['stage']} {t['seconds'] * 1000:.1f} ms" for t in ans["timings"]))
     return "\n".join(lines)
+
+
+def _stage_totals(report: dict[str, Any]) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for s in report["stages"]:
+        totals[s["stage"]] = round(totals.get(s["stage"], 0.0) + s["seconds"], 3)
+    totals["total"] = round(sum(s["seconds"] for s in report["stages"]), 3)
+    return totals
+
+
+def run_bench_main(demo: DemoConfig, results_dir: Path, home: Path) -> dict[str, Any]:
+    """Time the main job's stages cold (empty ``home``) then warm (same ``home``: corpus and index
+    reused); the ratio cold/warm per stage is what caching saves. The converted generator is shared
+    by both runs (``$RAYAPP_MODEL_CACHE``), so model conversion is counted in neither."""
+    import shutil
+
+    from rayapp.eval import write_report
+
+    if Path(home).exists():
+        shutil.rmtree(home)
+    cold = run_demo(demo.model_copy(update={"home": Path(home), "results_dir": Path(results_dir) / "cold"}))
+    warm = run_demo(demo.model_copy(update={"home": Path(home), "results_dir": Path(results_dir) / "warm"}))
+    c, w = _stage_totals(cold), _stage_totals(warm)
+    rows = [[k, c[k], w.get(k, 0.0), round(c[k] / w[k], 2) if w.get(k) else "-"] for k in c]
+    data = {"cold": c, "warm": w, "ratio_cold_over_warm": {r[0]: r[3] for r in rows},
+            "corpus": cold["corpus"], "questions": len(demo.questions),
+            "stages_cold": cold["stages"], "stages_warm": warm["stages"]}
+    path = write_report(results_dir, "bench_main", data, ["stage", "cold s", "warm s", "cold / warm"], rows,
+                        notes=f"Corpus: {cold['corpus']['documents']} documents, {cold['corpus']['passages']} "
+                              f"passages; {len(demo.questions)} questions.")
+    print((Path(results_dir) / "bench_main.md").read_text())
+    print(f"total cold/warm ratio: {data['ratio_cold_over_warm']['total']}")
+    data["results"] = str(path)
+    return data

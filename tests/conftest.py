@@ -16,8 +16,6 @@ TESTS_DIR = Path(__file__).parent
 REPO = TESTS_DIR.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 
-# Converted models are shared by every test session on the machine (converted once, ~30 s).
-os.environ.setdefault("RAYAPP_MODEL_CACHE", str(Path(os.environ.get("RAYAPP_HOME", Path.home() / ".cache" / "rayapp")) / "models"))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 SMALL_MODULES = ["json", "csv", "tempfile"]

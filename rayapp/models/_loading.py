@@ -91,11 +91,16 @@ def check_generator(name: str) -> None:
         _check_path_or_hub(name, "generator.model")
 
 
-def resolve_generator(name: str, home: Optional[Path] = None) -> str:
+def model_cache_dir() -> Path:
+    """Where converted models live: ``$RAYAPP_MODEL_CACHE``, else ``<default home>/models``. Shared by
+    every artifact home on the machine, since a conversion depends only on the GGUF file."""
+    return Path(os.environ.get("RAYAPP_MODEL_CACHE", default_home() / "models")).expanduser()
+
+
+def resolve_generator(name: str) -> str:
     """Folder (or hub id) of a Hugging Face causal LM; ``smollm2`` is converted on first use."""
     if name == "smollm2":
-        root = Path(os.environ.get("RAYAPP_MODEL_CACHE", (home or default_home()) / "models"))
-        return str(convert_gguf(_smollm2_gguf(), root))
+        return str(convert_gguf(_smollm2_gguf(), model_cache_dir()))
     return _check_path_or_hub(name, "generator.model")
 
 
@@ -108,11 +113,11 @@ def load_sentence_transformer(name: str, max_seq_length: Optional[int] = None, d
     return model
 
 
-def load_causal_lm(name: str, home: Optional[Path] = None):
+def load_causal_lm(name: str):
     """(tokenizer, model) in eval mode."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = resolve_generator(name, home)
+    path = resolve_generator(name)
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path)
     model.eval()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import httpx
 from ray import serve
@@ -23,29 +23,27 @@ __all__ = ["build_app", "app_builder", "start_app", "APP_NAME"]
 APP_NAME = "rayapp"
 
 
-def build_app(cfg: AppConfig, index_path: str | Path, home: Optional[str | Path] = None) -> serve.Application:
+def build_app(cfg: AppConfig, index_path: str | Path) -> serve.Application:
     opts = {"ray_actor_options": {"num_cpus": cfg.num_cpus_per_replica},
             "max_ongoing_requests": cfg.max_ongoing_requests}
     retriever = serve.deployment(Retriever).options(name="Retriever", **opts).bind(str(index_path), cfg.retriever)
-    generator = serve.deployment(Generator).options(name="Generator", **opts).bind(
-        cfg.generator, str(home) if home else None)
+    generator = serve.deployment(Generator).options(name="Generator", **opts).bind(cfg.generator)
     return Ingress.options(name="Ingress", **opts).bind(retriever, generator, cfg.limits, cfg.retriever.top_k)
 
 
 def app_builder(args: dict[str, Any]) -> serve.Application:
-    """Builder for the Serve CLI: ``index_path`` (required), ``config`` (an AppConfig YAML), ``home``."""
+    """Builder for the Serve CLI: ``index_path`` (required) and ``config`` (an AppConfig YAML)."""
     if "index_path" not in args:
         raise ValueError("app_builder: pass index_path=<index folder>")
     cfg = load_config(AppConfig, args["config"]) if "config" in args else AppConfig()
-    return build_app(cfg, args["index_path"], args.get("home"))
+    return build_app(cfg, args["index_path"])
 
 
-def start_app(cfg: AppConfig, index_path: str | Path, home: Optional[str | Path] = None,
-              timeout_s: float = 300.0) -> str:
+def start_app(cfg: AppConfig, index_path: str | Path, timeout_s: float = 300.0) -> str:
     """Deploy the app on the connected Ray cluster, listening on ``cfg.http``; returns its base URL
     once ``/healthz`` answers."""
     serve.start(http_options={"host": cfg.http.host, "port": cfg.http.port})
-    serve.run(build_app(cfg, index_path, home), name=APP_NAME, route_prefix="/")
+    serve.run(build_app(cfg, index_path), name=APP_NAME, route_prefix="/")
     url = f"http://{cfg.http.host}:{cfg.http.port}"
     deadline = time.monotonic() + timeout_s
     while True:

@@ -8,7 +8,6 @@ stage; no response carries a stack trace.
 
 import logging
 import time
-from pathlib import Path
 from typing import Any, Optional
 
 from fastapi import FastAPI, HTTPException, Request
@@ -50,10 +49,10 @@ class Retriever:
 class Generator:
     """The answer generator (a causal LM) behind a deployment."""
 
-    def __init__(self, cfg: GeneratorConfig, home: Optional[str] = None):
+    def __init__(self, cfg: GeneratorConfig):
         from rayapp.generate import Generator as _Generator
 
-        self.gen = _Generator(cfg, Path(home) if home else None)
+        self.gen = _Generator(cfg)
 
     def generate(self, question: str, hits: list[dict[str, Any]], max_new_tokens: Optional[int]) -> dict[str, Any]:
         return self.gen.generate(question, [Hit(**h) for h in hits], max_new_tokens)

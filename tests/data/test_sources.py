@@ -8,9 +8,10 @@ from rayapp.data._sources import list_items, read_item
 
 
 def test_stdlib_module_is_listed_and_read():
-    cfg = CorpusConfig(modules=["json"])
+    cfg = CorpusConfig(modules=["json", "csv"])
     items = list_items(cfg)
-    assert [i["name"] for i in items] == ["json"]
+    # a package stands for itself and its public submodules
+    assert [i["name"] for i in items] == ["json", "json.decoder", "json.encoder", "json.scanner", "json.tool", "csv"]
     rows = read_item(items[0], cfg)
     titles = {r["title"]: r for r in rows}
     assert "json.dumps" in titles and not any(r["error"] for r in rows)

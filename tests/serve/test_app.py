@@ -7,7 +7,7 @@ from rayapp.config import AppConfig
 
 
 @pytest.fixture(scope="module")
-def app_url(ray_session, small_index, smollm2_dir, serve_port, home):
+def app_url(ray_session, small_index, smollm2_dir, serve_port):
     from ray import serve
 
     from rayapp.serve import APP_NAME, start_app
@@ -18,7 +18,7 @@ def app_url(ray_session, small_index, smollm2_dir, serve_port, home):
         "limits": {"max_question_chars": 500, "max_top_k": 10, "max_new_tokens": 64},
         "http": {"port": serve_port},
     })
-    yield start_app(cfg, small_index.path, home)
+    yield start_app(cfg, small_index.path)
     serve.delete(APP_NAME)
 
 

@@ -1,0 +1,54 @@
+"""The data and index stages on a two-node cluster give what one process computes alone."""
+
+import numpy as np
+import pytest
+
+from rayapp.config import CorpusConfig, EmbedConfig, IndexConfig
+from rayapp.data import build_corpus, load_passages
+from rayapp.data._sources import list_items, read_item
+from rayapp.index import LoadedIndex, build_index
+
+pytestmark = pytest.mark.multinode
+
+CFG = CorpusConfig(modules=["json", "csv"])
+
+
+def test_cluster_has_two_alive_nodes(two_node_cluster):
+    import ray
+
+    alive = [n for n in ray.nodes() if n["Alive"]]
+    assert len(alive) == 2 and ray.cluster_resources()["CPU"] == 2
+
+
+def test_stage_code_runs_on_every_node(two_node_cluster):
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    @ray.remote(num_cpus=1)
+    def read_on_node(item):
+        return ray.get_runtime_context().get_node_id(), [r["doc_id"] for r in read_item(item, CFG)]
+
+    item = list_items(CFG)[0]
+    expected = [r["doc_id"] for r in read_item(item, CFG)]
+    nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
+    results = ray.get([read_on_node.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False))
+                       .remote(item) for n in nodes])
+    assert sorted(r[0] for r in results) == sorted(nodes)
+    assert all(r[1] == expected for r in results)
+
+
+def test_corpus_and_index_on_two_nodes_match_local(two_node_cluster, tmp_path):
+    from rayapp.data.corpus import _chunk_doc
+    from rayapp.models import load_sentence_transformer
+
+    info = build_corpus(CFG, tmp_path)
+    local_docs = [r for it in list_items(CFG) for r in read_item(it, CFG) if not r["error"] and r["n_words"] >= 3]
+    local_ids = sorted(p["passage_id"] for d in local_docs for p in _chunk_doc(d, 100, 3))
+    assert load_passages(info.path).column("passage_id").to_pylist() == local_ids
+
+    index = build_index(info, EmbedConfig(actors=2, num_cpus_per_actor=0.5, torch_threads=1, batch_size=16),
+                        IndexConfig(), tmp_path)
+    ix = LoadedIndex(index.path)
+    vecs = np.load(index.path / "embeddings.npy")
+    direct = load_sentence_transformer("minilm", 256).encode(ix.texts, normalize_embeddings=True)
+    assert (vecs * direct).sum(axis=1).min() > 0.999
