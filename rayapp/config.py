@@ -20,6 +20,8 @@ __all__ = [
     "RayConfig",
     "CorpusConfig",
     "ChunkConfig",
+    "DedupConfig",
+    "ClusterConfig",
     "EmbedConfig",
     "IndexConfig",
     "RetrieverConfig",
@@ -64,11 +66,39 @@ class RayConfig(StrictModel):
 
 
 class ChunkConfig(StrictModel):
-    """Passage chunking: paragraphs are merged up to ``max_words`` words and long paragraphs are
-    cut at sentence boundaries (FunnelRAG passages are about 100 words)."""
+    """Passage chunking by a token budget at sentence boundaries: paragraphs are packed up to
+    ``max_tokens`` tokens, long paragraphs are cut at sentence ends (FunnelRAG passages are about
+    100 words: 128 MiniLM tokens). ``tokenizer`` is ``minilm``, an embedder folder, or
+    ``whitespace`` (words). Passages under ``min_tokens`` are dropped and counted."""
 
-    max_words: int = Field(default=100, ge=8, le=2000)
-    min_words: int = Field(default=3, ge=1)
+    tokenizer: str = "minilm"
+    max_tokens: int = Field(default=128, ge=8, le=8192)
+    min_tokens: int = Field(default=3, ge=1)
+
+
+class DedupConfig(StrictModel):
+    """Exact duplicates (same cleaned text) and near duplicates (MinHash LSH over word
+    ``shingle``-grams, datasketch; estimated Jaccard >= ``threshold``) are removed. Among duplicates
+    the first in source order is kept; the others go to the quarantine file with the kept id."""
+
+    exact: bool = True
+    near: bool = True
+    threshold: float = Field(default=0.9, gt=0, le=1)
+    num_perm: int = Field(default=64, ge=16, le=512)
+    shingle: int = Field(default=5, ge=1, le=20)
+
+
+class ClusterConfig(StrictModel):
+    """Grouping documents into clusters of at most ``max_tokens`` tokens (FunnelRAG: 4K).
+
+    ``by: source`` groups by the source's own grouping (module, folder, a cluster field); ``kmeans``
+    by faiss k-means on document embeddings; ``auto`` uses the source grouping where every document
+    has one, else k-means. A group over the budget is split in source order; a single document over
+    the budget is a cluster of its own."""
+
+    by: Literal["auto", "source", "kmeans"] = "auto"
+    max_tokens: int = Field(default=4096, ge=16)
+    kmeans_iters: int = Field(default=20, ge=1)
 
 
 class CorpusConfig(StrictModel):
@@ -79,15 +109,33 @@ class CorpusConfig(StrictModel):
       modules (``json``, ``urllib.parse``) or is ``["*"]`` for every module with Python source.
     - ``kind: folder`` reads ``path``'s files matching ``glob``: a file is a document, its folder a
       cluster. Files that are not valid UTF-8 are quarantined and counted.
+    - ``kind: jsonl`` / ``parquet``: ``path`` is a file, or a folder whose files match ``glob``; one
+      record per document, fields named by ``text_field``, ``title_field``, ``id_field``,
+      ``cluster_field``.
+    - ``kind: beir``: ``path`` is a BEIR folder; its ``corpus.jsonl`` is read (``_id``, ``title``, ``text``).
+    - ``kind: hf``: the Hugging Face dataset ``hf_name`` (``hf_config``, ``split``, ``data_files``)
+      through ``datasets.load_dataset``; a hub dataset needs network at build time.
     """
 
-    kind: Literal["stdlib", "folder"] = "stdlib"
+    kind: Literal["stdlib", "folder", "jsonl", "parquet", "beir", "hf"] = "stdlib"
     modules: list[str] = Field(default_factory=lambda: ["json", "csv"])
     path: Optional[Path] = None
     glob: str = "**/*.md"
+    text_field: str = "text"
+    title_field: str = "title"
+    id_field: Optional[str] = None
+    cluster_field: Optional[str] = None
+    hf_name: Optional[str] = None
+    hf_config: Optional[str] = None
+    split: str = "train"
+    data_files: Optional[list[str]] = None
     max_documents: Optional[int] = Field(default=None, ge=1)
     max_file_bytes: int = Field(default=2_000_000, ge=1)
+    min_doc_tokens: int = Field(default=3, ge=0)
+    max_doc_tokens: Optional[int] = Field(default=None, ge=1)
     chunk: ChunkConfig = Field(default_factory=ChunkConfig)
+    dedup: DedupConfig = Field(default_factory=DedupConfig)
+    clusters: ClusterConfig = Field(default_factory=ClusterConfig)
 
     @field_validator("modules")
     @classmethod

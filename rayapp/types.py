@@ -13,7 +13,7 @@ from typing import Any, Literal, Optional
 __all__ = ["Document", "Passage", "Cluster", "Hit", "StageTiming", "Answer", "SCHEMA_VERSION"]
 
 #: Version of the on-disk corpus schema (documents, passages, clusters parquet + manifest).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Passage:
     text: str
     start: int
     end: int
-    n_words: int
+    n_tokens: int
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class Cluster:
     cluster_id: str
     key: str
     doc_ids: list[str]
-    n_words: int
+    n_tokens: int
 
 
 @dataclass

@@ -98,11 +98,27 @@ def list_items(cfg: CorpusConfig) -> list[dict[str, str]]:
                 names += _all_stdlib_modules(root, n) if f.name == "__init__.py" else [n]
             names = list(dict.fromkeys(names))
         return [{"path": str(_module_file(root, n)), "name": n} for n in names]
+    if cfg.kind == "hf":
+        if not cfg.hf_name:
+            raise SourceError("corpus.hf_name: required when corpus.kind is 'hf'")
+        files = [str(Path(f).expanduser()) for f in cfg.data_files or []]
+        # a hub dataset's content cannot be hashed before loading: its name, config, split and
+        # local data files (by their bytes) stand for it
+        digest = stable_hash(cfg.hf_name, cfg.hf_config, cfg.split,
+                             [file_digest(f) for f in files if Path(f).is_file()])
+        return [{"path": "", "name": cfg.hf_name, "digest": digest}]
     if cfg.path is None:
-        raise SourceError("corpus.path: required when corpus.kind is 'folder'")
+        raise SourceError(f"corpus.path: required when corpus.kind is {cfg.kind!r}")
     root = Path(cfg.path).expanduser()
+    if cfg.kind == "beir":
+        corpus = root / "corpus.jsonl"
+        if not corpus.is_file():
+            raise SourceError(f"corpus.path: no BEIR corpus.jsonl in {root}")
+        return [{"path": str(corpus), "name": "corpus.jsonl"}]
+    if cfg.kind in ("jsonl", "parquet") and root.is_file():
+        return [{"path": str(root), "name": root.name}]
     if not root.is_dir():
-        raise SourceError(f"corpus.path: folder not found: {root}")
+        raise SourceError(f"corpus.path: not found: {root}")
     files = sorted(p for p in root.glob(cfg.glob) if p.is_file())
     return [{"path": str(p), "name": str(p.relative_to(root))} for p in files]
 
@@ -182,11 +198,31 @@ def _read_file(path: str, name: str, max_bytes: int) -> Iterator[dict[str, Any]]
     yield good_row(name, text, cluster, src, path=path)
 
 
+def item_digest(item: dict[str, str]) -> str:
+    """What identifies an item's content: its bytes, or the digest its source gave it."""
+    return item.get("digest") or file_digest(item["path"])
+
+
 def read_item(item: dict[str, str], cfg: CorpusConfig) -> list[dict[str, Any]]:
     """Read one listed item into document rows (good ones and quarantine ones)."""
+    from rayapp.data import readers
+
+    fields = {"text_field": cfg.text_field, "title_field": cfg.title_field, "id_field": cfg.id_field,
+              "cluster_field": cfg.cluster_field, "max_record_bytes": cfg.max_file_bytes}
     try:
         if cfg.kind == "stdlib":
             return list(_read_module(item["path"], item["name"]))
-        return list(_read_file(item["path"], item["name"], cfg.max_file_bytes))
+        if cfg.kind == "folder":
+            return list(_read_file(item["path"], item["name"], cfg.max_file_bytes))
+        if cfg.kind == "jsonl":
+            return list(readers.read_jsonl_docs(item["path"], source_name=item["name"], **fields))
+        if cfg.kind == "parquet":
+            return list(readers.read_parquet_docs(item["path"], **fields))
+        if cfg.kind == "beir":  # the corpus only; queries and qrels are read by evaluation (read_beir)
+            return list(readers.read_jsonl_docs(item["path"], text_field="text", title_field="title",
+                                                id_field="_id", source_name=f"beir:{Path(item['path']).parent.name}",
+                                                max_record_bytes=cfg.max_file_bytes))
+        return list(readers.read_hf_docs(cfg.hf_name, split=cfg.split, config_name=cfg.hf_config,
+                                         data_files=cfg.data_files, **fields))
     except OSError as e:
         return [bad_row(item["name"], f"unreadable: {e}", path=item["path"])]

@@ -3,17 +3,20 @@
 Cleaning: Unicode NFKC, ``\\r\\n`` -> ``\\n``, tabs and runs of spaces -> one space, trailing spaces
 removed, three or more newlines -> one blank line (paragraphs are kept).
 
-Chunking: paragraphs (blank-line separated) are packed greedily into passages of at most
-``max_words`` words; a paragraph longer than that is split at sentence ends and the sentences are
-packed the same way; a sentence longer than ``max_words`` is cut every ``max_words`` words. Each
-passage keeps its ``[start, end)`` character span in the cleaned document text.
+Chunking (a token budget at sentence boundaries): paragraphs (blank-line separated) are packed
+greedily into passages of at most ``max_tokens`` tokens; a paragraph longer than that is split at
+sentence ends and the sentences are packed the same way; a sentence longer than ``max_tokens`` is cut
+every ``max_tokens`` tokens. Tokens are counted by a :class:`~rayapp.data._tokens.TokenCounter`
+(words by default). Each passage keeps its ``[start, end)`` character span in the cleaned text.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Iterator
+from typing import Iterator, Optional
+
+from rayapp.data._tokens import TokenCounter, token_counter
 
 _SPACES = re.compile(r"[ \t\f\v]+")
 _BLANKS = re.compile(r"\n{3,}")
@@ -32,26 +35,31 @@ def count_words(text: str) -> int:
     return len(_WORD.findall(text))
 
 
-def _units(text: str, max_words: int) -> Iterator[tuple[int, int, int]]:
-    """(start, end, n_words) spans no longer than max_words: paragraphs, else sentences, else cuts."""
+def _units(text: str, budget: int, counter: TokenCounter) -> Iterator[tuple[int, int, int]]:
+    """(start, end, n_tokens) spans within the budget: paragraphs, else sentences, else cuts."""
     for para in _PARA.finditer(text):
-        n = count_words(para.group())
-        if n <= max_words:
+        n = counter.count(para.group())
+        if n <= budget:
             yield para.start(), para.end(), n
             continue
         for sent in _SENT.finditer(text, para.start(), para.end()):
-            words = list(_WORD.finditer(text, sent.start(), sent.end()))
-            for i in range(0, len(words), max_words):
-                chunk = words[i : i + max_words]
-                yield chunk[0].start(), chunk[-1].end(), len(chunk)
+            n = counter.count(sent.group())
+            if n <= budget:
+                yield sent.start(), sent.end(), n
+                continue
+            toks = counter.spans(text, sent.start(), sent.end())
+            for i in range(0, len(toks), budget):
+                chunk = toks[i : i + budget]
+                yield chunk[0][0], chunk[-1][1], len(chunk)
 
 
-def chunk_spans(text: str, max_words: int) -> list[tuple[int, int, int]]:
-    """Greedy packing of :func:`_units` into ``(start, end, n_words)`` passages."""
+def chunk_spans(text: str, max_tokens: int, counter: Optional[TokenCounter] = None) -> list[tuple[int, int, int]]:
+    """Greedy packing of :func:`_units` into ``(start, end, n_tokens)`` passages."""
+    counter = counter or token_counter("whitespace")
     out: list[tuple[int, int, int]] = []
     cur: list[int] | None = None
-    for s, e, n in _units(text, max_words):
-        if cur is not None and cur[2] + n <= max_words:
+    for s, e, n in _units(text, max_tokens, counter):
+        if cur is not None and cur[2] + n <= max_tokens:
             cur[1], cur[2] = e, cur[2] + n
         else:
             if cur is not None:

@@ -48,7 +48,7 @@ def test_folder_source_rows(tmp_path):
 
 
 def test_folder_source_missing(tmp_path):
-    with pytest.raises(SourceError, match="corpus.path: folder not found"):
+    with pytest.raises(SourceError, match="corpus.path: not found"):
         list_items(CorpusConfig(kind="folder", path=tmp_path / "nope"))
     with pytest.raises(SourceError, match="corpus.path: required"):
         list_items(CorpusConfig(kind="folder"))

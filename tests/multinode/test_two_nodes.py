@@ -38,12 +38,15 @@ def test_stage_code_runs_on_every_node(two_node_cluster):
 
 
 def test_corpus_and_index_on_two_nodes_match_local(two_node_cluster, tmp_path):
-    from rayapp.data.corpus import _chunk_doc
+    from rayapp.data.corpus import _chunk_doc, _read_rows
     from rayapp.models import load_sentence_transformer
 
     info = build_corpus(CFG, tmp_path)
-    local_docs = [r for it in list_items(CFG) for r in read_item(it, CFG) if not r["error"] and r["n_words"] >= 3]
-    local_ids = sorted(p["passage_id"] for d in local_docs for p in _chunk_doc(d, 100, 3))
+    assert info.manifest["counts"]["quarantined"] == 0
+    items = [{**it, "idx": i} for i, it in enumerate(list_items(CFG))]
+    local_docs = [r for it in items for r in _read_rows(it, CFG) if r["n_tokens"] >= CFG.min_doc_tokens]
+    ch = CFG.chunk
+    local_ids = sorted(p["passage_id"] for d in local_docs for p in _chunk_doc(d, ch.max_tokens, ch.min_tokens, ch.tokenizer))
     assert load_passages(info.path).column("passage_id").to_pylist() == local_ids
 
     index = build_index(info, EmbedConfig(actors=2, num_cpus_per_actor=0.5, torch_threads=1, batch_size=16),
