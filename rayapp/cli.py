@@ -11,7 +11,12 @@ from typing import Optional, Sequence
 # subcommand -> (jobs module, one-line help)
 JOBS = {
     "demo": ("jobs.demo", "main job: corpus -> index -> Serve app -> answers with citations"),
+    "build-corpus": ("jobs.build_corpus", "corpus job: documents, passages, clusters (+ index)"),
+    "build-pairs": ("jobs.build_pairs", "training-data job: {query, pos, negs, task, instruction} rows"),
     "bench-main": ("jobs.bench_main", "benchmark: the main job's stages, cold vs warm"),
+    "bench-embed": ("jobs.bench_embed", "benchmark: Ray Data embedding vs SentenceTransformer.encode"),
+    "bench-stream": ("jobs.bench_stream", "benchmark: streaming chunk + dedup of 1M documents"),
+    "bench-pairs": ("jobs.bench_pairs", "benchmark: hard-negative mining + filtering on PubMedQA, TREC-QA"),
 }
 
 

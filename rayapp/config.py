@@ -31,6 +31,7 @@ __all__ = [
     "AppConfig",
     "DemoConfig",
     "BenchMainConfig",
+    "BuildCorpusConfig",
     "load_config",
     "default_home",
 ]
@@ -62,6 +63,7 @@ class RayConfig(StrictModel):
 
     address: Optional[str] = None
     num_cpus: Optional[int] = Field(default=None, ge=1)
+    object_store_bytes: Optional[int] = Field(default=None, ge=75 * 2**20)
     include_dashboard: bool = False
 
 
@@ -241,6 +243,17 @@ class DemoConfig(StrictModel):
     questions: list[str] = Field(default_factory=list)
     results_dir: Path = Path("results/demo")
     keep_serving: bool = False
+
+
+class BuildCorpusConfig(StrictModel):
+    """The corpus job: build (or update) a corpus version; with ``embed`` set, also embed its
+    passages and build the BM25 + faiss index over them."""
+
+    ray: RayConfig = Field(default_factory=RayConfig)
+    home: Path = Field(default_factory=default_home)
+    corpus: CorpusConfig = Field(default_factory=CorpusConfig)
+    embed: Optional[EmbedConfig] = None
+    index: IndexConfig = Field(default_factory=IndexConfig)
 
 
 class BenchMainConfig(StrictModel):

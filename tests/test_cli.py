@@ -16,7 +16,7 @@ def run(*args, cwd=REPO, env=None):
 def test_help_lists_subcommands():
     r = run("-m", "rayapp.cli", "--help")
     assert r.returncode == 0
-    for cmd in ("demo", "bench-main", "query"):
+    for cmd in ("demo", "build-corpus", "build-pairs", "bench-main", "bench-embed", "bench-stream", "bench-pairs", "query"):
         assert cmd in r.stdout
 
 

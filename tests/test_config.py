@@ -70,3 +70,12 @@ def test_repo_configs_load(name, model):
 def test_demo_config_has_questions():
     cfg = load_config(DemoConfig, REPO / "configs" / "demo.yaml")
     assert cfg.questions and cfg.app.generator.model == "smollm2"
+
+
+def test_job_configs_load():
+    from rayapp.config import BuildCorpusConfig
+    from rayapp.data.bench import BenchEmbedConfig, BenchStreamConfig
+
+    for name, model in [("build_corpus.yaml", BuildCorpusConfig), ("bench_embed.yaml", BenchEmbedConfig),
+                        ("bench_stream.yaml", BenchStreamConfig)]:
+        assert isinstance(load_config(model, REPO / "configs" / name), model)

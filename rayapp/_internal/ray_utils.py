@@ -29,7 +29,9 @@ def init_ray(cfg: RayConfig) -> bool:
         log.info("joined Ray cluster at %s", address)
         return False
     ray.init(
+        address="local",  # a new cluster, never whichever one /tmp/ray last recorded
         num_cpus=cfg.num_cpus,
+        object_store_memory=cfg.object_store_bytes,
         include_dashboard=cfg.include_dashboard,
         runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}},
     )
