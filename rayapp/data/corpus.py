@@ -86,7 +86,7 @@ def _chunk_doc(row: dict[str, Any], max_tokens: int, min_tokens: int, tokenizer:
     return out
 
 
-def _quarantine_entry(stage: str, row: dict[str, Any], error: str, keep_row: bool) -> dict[str, Any]:
+def _quarantine_entry(stage: str, error: str, row: dict[str, Any], keep_row: bool) -> dict[str, Any]:
     entry = {"stage": stage, "source": row["source"], "item": row["item"], "pos": int(row["pos"]),
              "error": error, "meta": json.loads(row["meta"])}
     if keep_row:
@@ -152,7 +152,7 @@ def build_corpus(cfg: CorpusConfig, home: Path) -> CorpusInfo:
     if to_read:
         rows = ray.data.from_items(to_read, override_num_blocks=max(1, min(len(to_read), 16)))
         rows = rows.flat_map(_read_rows, fn_kwargs={"cfg": cfg}).materialize()
-        quarantine += [_quarantine_entry("read", r, r["error"], keep_row=False)
+        quarantine += [_quarantine_entry("read", r["error"], r, keep_row=False)
                        for r in rows.filter(expr=col("error") != "").take_all()]
         parts.append(rows.filter(expr=col("error") == "").drop_columns(["error"]))
     reused_passages = None
@@ -171,33 +171,32 @@ def build_corpus(cfg: CorpusConfig, home: Path) -> CorpusInfo:
     docs_ds = docs_ds.map_batches(add_minhash, fn_kwargs={"cfg": cfg.dedup}, batch_format="numpy").materialize()
     keys = docs_ds.select_columns(["doc_id", "item_idx", "pos", "n_tokens", "text_hash", "minhash"]).sort(
         ["item_idx", "pos"])
-    drop: dict[str, str] = {}
+    drop: dict[str, tuple[str, str]] = {}  # doc_id -> (stage, reason)
     kept_stream = []
     for r in keys.iter_rows():
         n = int(r["n_tokens"])
         if n < cfg.min_doc_tokens:
-            drop[r["doc_id"]] = f"too short: {n} tokens < corpus.min_doc_tokens={cfg.min_doc_tokens}"
+            drop[r["doc_id"]] = ("filter", f"too short: {n} tokens < corpus.min_doc_tokens={cfg.min_doc_tokens}")
             counts["too_short"] += 1
         elif cfg.max_doc_tokens is not None and n > cfg.max_doc_tokens:
-            drop[r["doc_id"]] = f"too long: {n} tokens > corpus.max_doc_tokens={cfg.max_doc_tokens}"
+            drop[r["doc_id"]] = ("filter", f"too long: {n} tokens > corpus.max_doc_tokens={cfg.max_doc_tokens}")
             counts["too_long"] += 1
         else:
             kept_stream.append(r)
     if cfg.dedup.exact or cfg.dedup.near:
         for dropped, reason, kept in find_duplicates(kept_stream, cfg.dedup):
-            drop[dropped] = f"{reason} of {kept}"
+            drop[dropped] = ("dedup", f"{reason} of {kept}")
             counts[reason] += 1
     if cfg.max_documents is not None and cfg.kind == "stdlib":
         survivors = [r["doc_id"] for r in kept_stream if r["doc_id"] not in drop]
         for doc_id in survivors[cfg.max_documents:]:
-            drop[doc_id] = f"over corpus.max_documents={cfg.max_documents}"
+            drop[doc_id] = ("filter", f"over corpus.max_documents={cfg.max_documents}")
     del kept_stream
 
     dropped_ids = set(drop)
     if dropped_ids:
         for r in docs_ds.filter(lambda r: r["doc_id"] in dropped_ids).take_all():
-            quarantine.append(_quarantine_entry("filter" if drop[r["doc_id"]].startswith(("too", "over")) else "dedup",
-                                                r, drop[r["doc_id"]], keep_row=True))
+            quarantine.append(_quarantine_entry(*drop[r["doc_id"]], row=r, keep_row=True))
     kept = docs_ds.filter(lambda r: r["doc_id"] not in dropped_ids).drop_columns(
         ["text_hash", "minhash"]).materialize()
     n_docs = kept.count()
