@@ -3,13 +3,16 @@
 Layout of ``<home>/indexes/<corpus version>/<index version>/``::
 
     passage_ids.json   row i of both indexes is passage_ids[i] (passages sorted by id)
+    text_hashes.json   hash of row i's text (vectors are reused by it across versions)
     embeddings.npy     float32, L2-normalised, one row per passage
     dense.faiss        faiss index (factory string from the config), inner product
     bm25/              bm25s index files
     manifest.json      corpus path and version, embedder, config, counts (written last)
 
 ``index version`` hashes the corpus version, the embedder config and the index config; a finished
-version is reused, never edited. Serve replicas open it read-only with :class:`LoadedIndex`.
+version is reused, never edited. A new version built with the same embedder and index config as an
+earlier one (``<home>/indexes/latest-<key>.json``) embeds only passages whose text that version did
+not have, and copies the other vectors. Serve replicas open it read-only with :class:`LoadedIndex`.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -27,6 +30,7 @@ from rayapp._internal.artifacts import read_manifest, staging_dir, write_json_at
 from rayapp._internal.hashing import stable_hash
 from rayapp.config import EmbedConfig, IndexConfig
 from rayapp.data import CorpusInfo, embed_texts, load_passages
+from rayapp.data._dedup import text_hash
 from rayapp.models import resolve_embedder
 
 log = logging.getLogger(__name__)
@@ -73,9 +77,11 @@ def build_index(corpus: CorpusInfo, embed: EmbedConfig, cfg: IndexConfig, home: 
     passages = load_passages(corpus.path, columns=["passage_id", "text"])
     ids = passages.column("passage_id").to_pylist()
     texts = passages.column("text").to_pylist()
+    hashes = [text_hash(t) for t in texts]
+    key = stable_hash(embedder, cfg.model_dump(mode="json"))
     timings = {}
     t0 = time.perf_counter()
-    vectors = embed_texts(texts, embed)
+    vectors, n_reused = _embed_reusing(texts, hashes, embed, _previous_index(Path(home), key))
     timings["embed_s"] = round(time.perf_counter() - t0, 3)
     with staging_dir(final) as tmp:
         t0 = time.perf_counter()
@@ -89,6 +95,7 @@ def build_index(corpus: CorpusInfo, embed: EmbedConfig, cfg: IndexConfig, home: 
         timings["bm25_s"] = round(time.perf_counter() - t0, 3)
         np.save(tmp / "embeddings.npy", vectors)
         (tmp / "passage_ids.json").write_text(json.dumps(ids), encoding="utf-8")
+        (tmp / "text_hashes.json").write_text(json.dumps(hashes), encoding="utf-8")
         manifest = {
             "kind": "index",
             "version": version,
@@ -96,12 +103,41 @@ def build_index(corpus: CorpusInfo, embed: EmbedConfig, cfg: IndexConfig, home: 
             "corpus_version": corpus.version,
             "embedder": embedder,
             "config": cfg.model_dump(mode="json"),
-            "counts": {"passages": len(ids), "dim": int(vectors.shape[1])},
+            "counts": {"passages": len(ids), "dim": int(vectors.shape[1]), "embedded": len(ids) - n_reused,
+                       "reused_vectors": n_reused},
             "build_timings": timings,
         }
         write_json_atomic(tmp / "manifest.json", manifest)
-    log.info("index %s built over %d passages: %s", version, len(ids), timings)
+    write_json_atomic(Path(home) / "indexes" / f"latest-{key}.json", {"path": str(final)})
+    log.info("index %s built over %d passages (%d vectors reused): %s", version, len(ids), n_reused, timings)
     return IndexInfo(final, version, manifest, cached=False)
+
+
+def _previous_index(home: Path, key: str) -> Optional[Path]:
+    try:
+        path = Path(json.loads((home / "indexes" / f"latest-{key}.json").read_text(encoding="utf-8"))["path"])
+    except (OSError, ValueError, KeyError):
+        return None
+    return path if read_manifest(path) is not None and (path / "text_hashes.json").is_file() else None
+
+
+def _embed_reusing(texts: list[str], hashes: list[str], embed: EmbedConfig,
+                   prev: Optional[Path]) -> tuple[np.ndarray, int]:
+    """Vectors for ``texts``: copied from ``prev`` where it embedded the same text, else embedded."""
+    row_of: dict[str, int] = {}
+    if prev is not None:
+        row_of = {h: i for i, h in enumerate(json.loads((prev / "text_hashes.json").read_text(encoding="utf-8")))}
+    todo = [i for i, h in enumerate(hashes) if h not in row_of]
+    if len(todo) == len(texts):
+        return embed_texts(texts, embed), 0
+    old = np.load(prev / "embeddings.npy", mmap_mode="r")
+    vectors = np.zeros((len(texts), old.shape[1]), dtype=np.float32)
+    for i, h in enumerate(hashes):
+        if h in row_of:
+            vectors[i] = old[row_of[h]]
+    if todo:
+        vectors[todo] = embed_texts([texts[i] for i in todo], embed)
+    return vectors, len(texts) - len(todo)
 
 
 class LoadedIndex:

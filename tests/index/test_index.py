@@ -9,7 +9,7 @@ from rayapp.index import LoadedIndex, build_index
 def test_index_matches_corpus(small_index, small_corpus):
     ix = LoadedIndex(small_index.path)
     assert ix.ids == load_passages(small_corpus.path).column("passage_id").to_pylist()
-    assert small_index.manifest["counts"] == {"passages": len(ix), "dim": 384}
+    assert small_index.manifest["counts"] == {"passages": len(ix), "dim": 384, "embedded": len(ix), "reused_vectors": 0}
     vecs = np.load(small_index.path / "embeddings.npy")
     assert vecs.shape == (len(ix), 384)
     np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
@@ -49,3 +49,25 @@ def test_index_is_reused(small_corpus, small_index, home):
 def test_unfinished_index_is_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match="no finished index"):
         LoadedIndex(tmp_path)
+
+
+def test_new_corpus_version_embeds_only_new_passages(ray_session, tmp_path):
+    from rayapp.config import CorpusConfig
+    from rayapp.data import build_corpus
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.md").write_text("The retriever fuses BM25 and dense rankings.", encoding="utf-8")
+    (src / "b.md").write_text("The generator cites the passages it was given.", encoding="utf-8")
+    cfg = CorpusConfig(kind="folder", path=src)
+    embed = EmbedConfig(batch_size=8)
+    first = build_index(build_corpus(cfg, tmp_path), embed, IndexConfig(), tmp_path)
+    assert first.manifest["counts"]["embedded"] == 2
+    (src / "c.md").write_text("A third page about the index service.", encoding="utf-8")
+    second = build_index(build_corpus(cfg, tmp_path), embed, IndexConfig(), tmp_path)
+    assert (second.manifest["counts"]["embedded"], second.manifest["counts"]["reused_vectors"]) == (1, 2)
+    ix = LoadedIndex(second.path)
+    from rayapp.models import load_sentence_transformer
+
+    direct = load_sentence_transformer("minilm", 256).encode(ix.texts, normalize_embeddings=True)
+    assert (np.load(second.path / "embeddings.npy") * direct).sum(axis=1).min() > 0.999
