@@ -201,6 +201,9 @@ class GeneratorConfig(StrictModel):
     #: Text the assistant's turn starts with (part of the answer). Small models cite far more
     #: reliably when the answer opens on a citation; the model still picks the source number.
     answer_prefix: str = "According to ["
+    #: When the prefix ends in "[", the first generated token is constrained to a source number
+    #: (1..n): the model still chooses which source, but cannot open a markdown link instead.
+    constrain_first_citation: bool = True
 
 
 class LimitsConfig(StrictModel):

@@ -61,6 +61,16 @@ class Generator:
         self.cfg = cfg
         self.tokenizer, self.model = load_causal_lm(cfg.model)
 
+    def _first_citation(self, prompt_len: int, n_sources: int):
+        """``prefix_allowed_tokens_fn``: at the first new position only the tokens of "1".."n"."""
+        numbers = sorted({self.tokenizer.encode(str(i), add_special_tokens=False)[0] for i in range(1, n_sources + 1)})
+        everything = list(range(len(self.tokenizer)))
+
+        def allowed(_batch_id, ids):
+            return numbers if ids.shape[-1] == prompt_len else everything
+
+        return allowed
+
     def generate(self, question: str, hits: list[Hit], max_new_tokens: Optional[int] = None) -> dict[str, Any]:
         """``{"text", "citations", "cited_numbers", "n_prompt_tokens", "n_new_tokens", "seconds"}``."""
         import torch
@@ -69,9 +79,12 @@ class Generator:
         messages, used = build_messages(question, hits, self.cfg)
         prompt = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         enc = self.tokenizer(prompt + self.cfg.answer_prefix, return_tensors="pt", add_special_tokens=False)
+        extra = {}
+        if self.cfg.constrain_first_citation and self.cfg.answer_prefix.endswith("["):
+            extra["prefix_allowed_tokens_fn"] = self._first_citation(enc["input_ids"].shape[1], len(used))
         with torch.inference_mode():
             out = self.model.generate(
-                **enc, max_new_tokens=max_new_tokens or self.cfg.max_new_tokens, do_sample=False,
+                **enc, **extra, max_new_tokens=max_new_tokens or self.cfg.max_new_tokens, do_sample=False,
                 repetition_penalty=self.cfg.repetition_penalty,
                 pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
             )

@@ -52,3 +52,10 @@ def test_real_smollm2_answers_and_cites(smollm2_dir):
     out = gen.generate("How do I get a temporary directory that is deleted automatically?", ev)
     assert out["citations"] and out["citations"][0] in {"p0", "p1"}
     assert len(out["text"]) > len(GeneratorConfig().answer_prefix)
+
+
+def test_first_citation_is_constrained_to_a_source_number(tiny_lm_dir):
+    """Even a random model opens its answer on a valid source number when constrained."""
+    gen = Generator(GeneratorConfig(model=tiny_lm_dir, max_new_tokens=3))
+    out = gen.generate("q?", hits("one", "two", "three"))
+    assert out["text"][len("According to ["):][0] in "123"
