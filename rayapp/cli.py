@@ -17,6 +17,10 @@ JOBS = {
     "bench-embed": ("jobs.bench_embed", "benchmark: Ray Data embedding vs SentenceTransformer.encode"),
     "bench-stream": ("jobs.bench_stream", "benchmark: streaming chunk + dedup of 1M documents"),
     "bench-pairs": ("jobs.bench_pairs", "benchmark: hard-negative mining + filtering on PubMedQA, TREC-QA"),
+    "train-embedder": ("jobs.train_embedder", "train an embedder (KaLM recipe) on Ray Train + DeepSpeed"),
+    "soup": ("jobs.soup", "model soup: average fine-tuned embedders' parameters"),
+    "bench-train-quality": ("jobs.bench_train_quality", "benchmark: recipe variants vs base and ST MNRL on TREC-QA"),
+    "bench-train-throughput": ("jobs.bench_train_throughput", "benchmark: Ray Train + DeepSpeed vs plain loop samples/s"),
 }
 
 

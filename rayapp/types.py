@@ -14,7 +14,7 @@ from typing import Any, Literal, Optional
 __all__ = ["Hit", "StageTiming", "SCHEMA_VERSION"]
 
 #: Version of the on-disk corpus schema (documents, passages, clusters parquet + manifest).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 @dataclass

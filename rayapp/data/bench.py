@@ -6,7 +6,6 @@ Each compares against its baseline in the same run and returns the figures as a 
 from __future__ import annotations
 
 import os
-import resource
 import threading
 import time
 from pathlib import Path
@@ -46,11 +45,19 @@ def bench_embedding(cfg: BenchEmbedConfig, texts: list[str]) -> dict[str, Any]:
     base = model.encode(texts, batch_size=cfg.baseline_batch_size, normalize_embeddings=True, convert_to_numpy=True)
     base_s = time.perf_counter() - t0
     del model
+    extra = {}
+    if cfg.embed.backend != "torch":  # also the same pool on the torch backend, for reference
+        t0 = time.perf_counter()
+        torch_vecs = embed_texts(texts, cfg.embed.model_copy(update={"backend": "torch"}))
+        torch_s = time.perf_counter() - t0
+        extra = {"ray_data_torch_s": round(torch_s, 3), "ray_data_torch_speedup": round(base_s / torch_s, 3),
+                 "ray_data_torch_min_cosine": float((base * torch_vecs).sum(axis=1).min())}
     t0 = time.perf_counter()
     ours = embed_texts(texts, cfg.embed)
     ours_s = time.perf_counter() - t0
     cos = (base * ours).sum(axis=1)
     return {
+        "backend": cfg.embed.backend, **extra,
         "n_texts": len(texts),
         "sentence_transformers_s": round(base_s, 3),
         "ray_data_s": round(ours_s, 3),
@@ -99,30 +106,53 @@ def synthetic_docs(batch: dict[str, np.ndarray], words: int, dup: float, near: f
 
 
 def _chunk_batch(batch: dict[str, np.ndarray], max_tokens: int) -> dict[str, Any]:
+    """Passages of a batch of documents; ``order`` = doc index * 1024 + passage index."""
     from rayapp.data._text import chunk_spans, passage_text
 
-    out = {"doc_id": [], "text": [], "kind": []}
+    out = {"doc_id": [], "order": [], "text": [], "kind": []}
     for d, t, k in zip(batch["doc_id"], batch["text"], batch["kind"]):
-        for s, e, _ in chunk_spans(t, max_tokens):
+        for j, (s, e, _) in enumerate(chunk_spans(t, max_tokens)):
             out["doc_id"].append(d)
+            out["order"].append(int(d[1:]) * 1024 + j)
             out["text"].append(passage_text(t, s, e))
             out["kind"].append(k)
     return {k: np.array(v) for k, v in out.items()}
 
 
+def _kind_counts(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    kinds, n = np.unique(batch["kind"], return_counts=True)
+    return {"kind": kinds, "n": n}
+
+
+def _drop_rows(batch: dict[str, np.ndarray], dropped: np.ndarray) -> dict[str, np.ndarray]:
+    keep = ~np.isin(batch["order"], dropped)
+    return {k: v[keep] for k, v in batch.items()}
+
+
+def _sum_counts(ds) -> dict[str, int]:
+    out = {"dup": 0, "near": 0, "orig": 0}
+    for b in ds.map_batches(_kind_counts, batch_format="numpy").iter_batches(batch_size=None, batch_format="numpy"):
+        for k, n in zip(b["kind"], b["n"]):
+            out[str(k)] += int(n)
+    return out
+
+
 class _PeakRSS:
-    """Samples the resident memory of this process and of every Ray worker process on the node."""
+    """Samples the memory (PSS) of this process and the sum over every Ray worker process on the node."""
 
     def __init__(self, interval: float = 1.0):
-        self.interval, self.driver, self.workers = interval, 0, 0
+        self.interval, self.driver, self.workers, self.one_worker = interval, 0, 0, 0
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
-    def _rss(self, pid: int) -> int:
+    @staticmethod
+    def _pss(pid: int) -> int:
+        """Proportional set size: shared pages (the object store's mapped memory) are split among
+        the processes that map them, so summing over workers does not count them many times."""
         try:
-            with open(f"/proc/{pid}/status") as f:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
                 for line in f:
-                    if line.startswith("VmRSS:"):
+                    if line.startswith("Pss:"):
                         return int(line.split()[1]) * 1024
         except OSError:
             pass
@@ -131,7 +161,7 @@ class _PeakRSS:
     def _run(self) -> None:
         me = os.getpid()
         while not self._stop.is_set():
-            self.driver = max(self.driver, self._rss(me))
+            self.driver = max(self.driver, self._pss(me))
             total = 0
             for pid in os.listdir("/proc"):
                 if pid.isdigit() and int(pid) != me:
@@ -140,7 +170,9 @@ class _PeakRSS:
                     except OSError:
                         continue
                     if b"ray::" in cmd or b"default_worker.py" in cmd:
-                        total += self._rss(int(pid))
+                        one = self._pss(int(pid))
+                        total += one
+                        self.one_worker = max(self.one_worker, one)
             self.workers = max(self.workers, total)
             self._stop.wait(self.interval)
 
@@ -154,55 +186,58 @@ class _PeakRSS:
 
 
 def bench_stream(cfg: BenchStreamConfig, out_dir: Optional[Path] = None) -> dict[str, Any]:
-    """Stream ``n_docs`` synthetic documents: chunk (Ray tasks) -> MinHash (Ray tasks) -> exact and
-    near-duplicate decisions on the driver (LSH only, no texts held) -> kept passages to parquet.
-    Baseline in the same run: the same stages in one plain Python loop over a 1% sample, scaled."""
+    """Stream ``n_docs`` synthetic documents through the corpus stages: generate + chunk + MinHash
+    (Ray Data tasks, materialised into the capped object store, which spills to disk) -> the
+    library's duplicate finder (a Ray task shuffle of LSH keys; the driver gets only the dropped
+    rows' ids) -> kept passages written to parquet. Baseline in the same run: the same per-row work
+    and rule (:class:`SerialDeduper`) in one plain Python process on a 1% sample, scaled."""
+    import tempfile
+
     from rayapp.config import DedupConfig
-    from rayapp.data._dedup import DuplicateFinder, add_minhash
+    from rayapp.data._dedup import SerialDeduper, add_signatures, find_duplicates
 
     dcfg = DedupConfig(num_perm=cfg.num_perm, threshold=cfg.threshold)
     gen = {"words": cfg.words_per_doc, "dup": cfg.dup_share, "near": cfg.near_dup_share}
 
-    # baseline: the same per-row work in one process, on a sample
     n_base = max(1000, cfg.n_docs // 100)
     t0 = time.perf_counter()
-    batch = synthetic_docs({"id": np.arange(n_base)}, **gen)
-    batch = add_minhash(_chunk_batch(batch, cfg.max_tokens), dcfg)
-    finder = DuplicateFinder(dcfg)
+    batch = add_signatures(_chunk_batch(synthetic_docs({"id": np.arange(n_base)}, **gen), cfg.max_tokens), dcfg)
+    serial = SerialDeduper(dcfg)
     for i in range(len(batch["doc_id"])):
-        finder.check(f"{batch['doc_id'][i]}:{i}", batch["text_hash"][i], batch["minhash"][i])
+        serial.check(batch["doc_id"][i], batch["text_hash"][i], batch["bands"][i])
     base_rate = n_base / (time.perf_counter() - t0)
-    del finder, batch
+    del serial, batch
 
-    ds = ray.data.range(cfg.n_docs, override_num_blocks=max(1, cfg.n_docs // cfg.block_docs))
-    ds = ds.map_batches(synthetic_docs, fn_kwargs=gen, batch_size=cfg.block_docs)
-    ds = ds.map_batches(_chunk_batch, fn_kwargs={"max_tokens": cfg.max_tokens}, batch_size=cfg.block_docs)
-    ds = ds.map_batches(add_minhash, fn_kwargs={"cfg": dcfg}, batch_size=cfg.block_docs, batch_format="numpy")
-    finder = DuplicateFinder(dcfg)
-    found = {"dup": 0, "near": 0, "orig": 0}
-    planted = {"dup": 0, "near": 0, "orig": 0}
-    n_passages = kept = 0
+    out_dir = Path(out_dir or tempfile.mkdtemp(prefix="rayapp-bench-stream-"))
     t0 = time.perf_counter()
     with _PeakRSS() as rss:
-        for b in ds.iter_batches(batch_size=cfg.block_docs, batch_format="numpy"):
-            for i in range(len(b["doc_id"])):
-                n_passages += 1
-                planted[b["kind"][i]] += 1
-                hit = finder.check(f"{b['doc_id'][i]}:{n_passages}", b["text_hash"][i], b["minhash"][i])
-                if hit is None:
-                    kept += 1
-                else:
-                    found[b["kind"][i]] += 1
+        ds = ray.data.range(cfg.n_docs, override_num_blocks=max(1, cfg.n_docs // cfg.block_docs))
+        ds = ds.map_batches(synthetic_docs, fn_kwargs=gen, batch_size=cfg.block_docs)
+        ds = ds.map_batches(_chunk_batch, fn_kwargs={"max_tokens": cfg.max_tokens}, batch_size=cfg.block_docs)
+        passages = ds.map_batches(add_signatures, fn_kwargs={"cfg": dcfg}, batch_size=cfg.block_docs,
+                                  batch_format="numpy").materialize()
+        t_sign = time.perf_counter() - t0
+        dups = find_duplicates(passages, dcfg)
+        t_dedup = time.perf_counter() - t0 - t_sign
+        dropped = np.sort(np.fromiter(dups, dtype=np.int64, count=len(dups)))
+        del dups
+        kept_ds = passages.map_batches(_drop_rows, fn_kwargs={"dropped": dropped}, batch_format="numpy")
+        kept_ds.drop_columns(["bands"]).write_parquet(str(out_dir / "passages"))
+        planted = _sum_counts(passages)
+        kept = _sum_counts(ray.data.read_parquet(str(out_dir / "passages"), columns=["kind"]))
     secs = time.perf_counter() - t0
+    found = {k: planted[k] - kept[k] for k in planted}
     rate = cfg.n_docs / secs
     return {
-        "n_docs": cfg.n_docs, "n_passages": n_passages, "kept": kept, "seconds": round(secs, 1),
+        "n_docs": cfg.n_docs, "n_passages": sum(planted.values()), "kept": sum(kept.values()),
+        "seconds": round(secs, 1), "sign_seconds": round(t_sign, 1), "dedup_seconds": round(t_dedup, 1),
         "docs_per_s": round(rate, 1), "baseline_docs_per_s": round(base_rate, 1),
         "speedup_vs_single_process": round(rate / base_rate, 3),
-        "peak_rss_driver_mb": round(rss.driver / 2**20, 1), "peak_rss_workers_mb": round(rss.workers / 2**20, 1),
+        "peak_pss_driver_mb": round(rss.driver / 2**20, 1), "peak_pss_workers_mb": round(rss.workers / 2**20, 1),
+        "peak_pss_one_worker_mb": round(rss.one_worker / 2**20, 1),
         "planted": planted, "removed": found,
         "dup_recall": round(found["dup"] / max(1, planted["dup"]), 4),
         "near_dup_recall": round(found["near"] / max(1, planted["near"]), 4),
-        "false_removals": found["orig"],
-        "object_store_bytes": cfg.object_store_bytes, "max_rss_self_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "false_removals": found["orig"], "output": str(out_dir / "passages"),
+        "object_store_bytes": cfg.object_store_bytes,
     }

@@ -1,13 +1,14 @@
 """Build a versioned corpus with Ray Data: documents, passages, clusters (parquet) + manifest.
 
 Steps: read (per source item, in Ray tasks) -> clean (NFKC, whitespace) -> count tokens -> length
-filters -> exact and near-duplicate removal (MinHash LSH) -> clusters of at most S tokens ->
+filters -> exact and near-duplicate removal (MinHash LSH keys, a Ray Data shuffle) -> clusters of at most S tokens ->
 chunking into passages by a token budget at sentence boundaries -> sharded parquet + manifest.
 
 Layout of ``<home>/corpus/<version>/`` (schema version :data:`rayapp.types.SCHEMA_VERSION`)::
 
     documents/*.parquet   doc_id, title, text, cluster_key, meta (JSON), n_words, n_tokens, source, item, pos
     passages/*.parquet    passage_id, doc_id, title, text, start, end, n_tokens
+    signatures/*.parquet  doc_id, text_hash, bands (the MinHash LSH band hashes, int64[b] as bytes)
     clusters.parquet      cluster_id, key, doc_ids, n_tokens
     quarantine.jsonl      every refused row: stage (read | filter | dedup), source, item, error, meta,
                           and for filter/dedup the full row (nothing is lost)
@@ -16,7 +17,8 @@ Layout of ``<home>/corpus/<version>/`` (schema version :data:`rayapp.types.SCHEM
 ``version`` hashes the schema version, the corpus config and every source item's name and bytes.
 A second run with the same inputs reuses the folder. A run with a few changed or added items reads
 and chunks only those: the rows of unchanged items come from the previous version of the same
-config (``<home>/corpus/latest-<config key>.json``); duplicates and clusters are recomputed over all.
+config (``<home>/corpus/latest-<config key>.json``), with their MinHash signatures; duplicate
+decisions (a shuffle of the signatures' keys) and clusters are recomputed over all.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -37,7 +40,7 @@ from rayapp._internal.artifacts import read_manifest, staging_dir, write_json_at
 from rayapp._internal.hashing import stable_hash
 from rayapp.config import CorpusConfig
 from rayapp.data._clusters import kmeans_groups, pack_groups
-from rayapp.data._dedup import add_minhash, find_duplicates
+from rayapp.data._dedup import add_signatures, find_duplicates
 from rayapp.data._sources import item_digest, list_items, read_item
 from rayapp.data._text import chunk_spans, passage_text
 from rayapp.data._tokens import token_counter
@@ -94,6 +97,16 @@ def _quarantine_entry(stage: str, error: str, row: dict[str, Any], keep_row: boo
     return entry
 
 
+def _signed(ds, cfg: CorpusConfig):
+    return ds.map_batches(add_signatures, fn_kwargs={"cfg": cfg.dedup}, batch_format="numpy")
+
+
+def _add_order(batch: dict[str, Any]) -> dict[str, Any]:
+    """A global source order: item index in the high 32 bits, row position in the item below."""
+    batch["order"] = (batch["item_idx"].astype(np.int64) << 32) | batch["pos"].astype(np.int64)
+    return batch
+
+
 def _previous(home: Path, key: str) -> Optional[Path]:
     pointer = Path(home) / "corpus" / f"latest-{key}.json"
     try:
@@ -108,6 +121,7 @@ def _reused_rows(prev: Path, reuse: set[str]) -> tuple[pa.Table | None, list[dic
     passages of the unchanged items."""
     docs = pq.read_table(prev / "documents")
     docs = docs.filter(pc.is_in(docs["item"], pa.array(sorted(reuse))))
+    docs = docs.join(pq.read_table(prev / "signatures"), "doc_id")
     dropped, read_bad = [], []
     for line in (prev / "quarantine.jsonl").read_text(encoding="utf-8").splitlines():
         q = json.loads(line)
@@ -149,56 +163,63 @@ def build_corpus(cfg: CorpusConfig, home: Path) -> CorpusInfo:
 
     quarantine: list[dict[str, Any]] = []
     parts = []
+    n_signed = 0  # rows whose MinHash signature this build computes
     if to_read:
         rows = ray.data.from_items(to_read, override_num_blocks=max(1, min(len(to_read), 16)))
         rows = rows.flat_map(_read_rows, fn_kwargs={"cfg": cfg}).materialize()
         quarantine += [_quarantine_entry("read", r["error"], r, keep_row=False)
                        for r in rows.filter(expr=col("error") != "").take_all()]
-        parts.append(rows.filter(expr=col("error") == "").drop_columns(["error"]))
+        good = rows.filter(expr=col("error") == "").drop_columns(["error"])
+        n_signed += good.count()
+        parts.append(_signed(good, cfg))
     reused_passages = None
     if reuse:
         docs, dropped_rows, read_bad, reused_passages = _reused_rows(prev, reuse)
         quarantine += read_bad
-        reused = docs.to_pylist() + dropped_rows
-        for r in reused:
-            r["item_idx"] = order[r["item"]]
-        if reused:
-            parts.append(ray.data.from_items(reused, override_num_blocks=max(1, min(len(reused) // 1000, 16))))
+        # Kept documents bring their signatures; the few filtered or deduplicated rows are re-signed.
+        for reused, signed in ((docs.to_pylist(), True), (dropped_rows, False)):
+            for r in reused:
+                r["item_idx"] = order[r["item"]]
+            if reused:
+                part = ray.data.from_items(reused, override_num_blocks=max(1, min(len(reused) // 1000, 16)))
+                parts.append(part if signed else _signed(part, cfg))
+                n_signed += 0 if signed else len(reused)
     docs_ds = parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])
+    docs_ds = docs_ds.map_batches(_add_order, batch_format="numpy").materialize()
 
-    # Length filters and duplicates, decided in source order.
+    # Length filters, then duplicates among the rows that pass them.
     counts = {"too_short": 0, "too_long": 0, "exact duplicate": 0, "near duplicate": 0}
-    docs_ds = docs_ds.map_batches(add_minhash, fn_kwargs={"cfg": cfg.dedup}, batch_format="numpy").materialize()
-    keys = docs_ds.select_columns(["doc_id", "item_idx", "pos", "n_tokens", "text_hash", "minhash"]).sort(
-        ["item_idx", "pos"])
     drop: dict[str, tuple[str, str]] = {}  # doc_id -> (stage, reason)
-    kept_stream = []
-    for r in keys.iter_rows():
-        n = int(r["n_tokens"])
-        if n < cfg.min_doc_tokens:
-            drop[r["doc_id"]] = ("filter", f"too short: {n} tokens < corpus.min_doc_tokens={cfg.min_doc_tokens}")
-            counts["too_short"] += 1
-        elif cfg.max_doc_tokens is not None and n > cfg.max_doc_tokens:
-            drop[r["doc_id"]] = ("filter", f"too long: {n} tokens > corpus.max_doc_tokens={cfg.max_doc_tokens}")
+    lo, hi = cfg.min_doc_tokens, cfg.max_doc_tokens
+    ok = col("n_tokens") >= lo
+    for r in docs_ds.filter(expr=col("n_tokens") < lo).select_columns(["doc_id", "n_tokens"]).take_all():
+        drop[r["doc_id"]] = ("filter", f"too short: {r['n_tokens']} tokens < corpus.min_doc_tokens={lo}")
+        counts["too_short"] += 1
+    if hi is not None:
+        ok = ok & (col("n_tokens") <= hi)
+        for r in docs_ds.filter(expr=col("n_tokens") > hi).select_columns(["doc_id", "n_tokens"]).take_all():
+            drop[r["doc_id"]] = ("filter", f"too long: {r['n_tokens']} tokens > corpus.max_doc_tokens={hi}")
             counts["too_long"] += 1
-        else:
-            kept_stream.append(r)
-    if cfg.dedup.exact or cfg.dedup.near:
-        for dropped, reason, kept in find_duplicates(kept_stream, cfg.dedup):
-            drop[dropped] = ("dedup", f"{reason} of {kept}")
+    passing = docs_ds.filter(expr=ok)
+    dups = find_duplicates(passing, cfg.dedup)
+    if dups:
+        wanted = set(dups) | {partner for _, partner in dups.values()}
+        id_of = {int(r["order"]): r["doc_id"] for r in docs_ds.select_columns(["order", "doc_id"]).filter(
+            lambda r: r["order"] in wanted).take_all()}
+        for o, (reason, partner) in dups.items():
+            drop[id_of[o]] = ("dedup", f"{reason} of {id_of[partner]}")
             counts[reason] += 1
     if cfg.max_documents is not None and cfg.kind == "stdlib":
-        survivors = [r["doc_id"] for r in kept_stream if r["doc_id"] not in drop]
+        ranked = passing.select_columns(["doc_id", "order"]).sort("order").take_all()
+        survivors = [r["doc_id"] for r in ranked if r["doc_id"] not in drop]
         for doc_id in survivors[cfg.max_documents:]:
             drop[doc_id] = ("filter", f"over corpus.max_documents={cfg.max_documents}")
-    del kept_stream
 
     dropped_ids = set(drop)
     if dropped_ids:
         for r in docs_ds.filter(lambda r: r["doc_id"] in dropped_ids).take_all():
             quarantine.append(_quarantine_entry(*drop[r["doc_id"]], row=r, keep_row=True))
-    kept = docs_ds.filter(lambda r: r["doc_id"] not in dropped_ids).drop_columns(
-        ["text_hash", "minhash"]).materialize()
+    kept = docs_ds.filter(lambda r: r["doc_id"] not in dropped_ids).drop_columns(["order"]).materialize()
     n_docs = kept.count()
     if n_docs == 0:
         reasons = sorted({q["error"] for q in quarantine})[:5]
@@ -208,7 +229,8 @@ def build_corpus(cfg: CorpusConfig, home: Path) -> CorpusInfo:
         )
 
     with staging_dir(final) as tmp:
-        kept.drop_columns(["item_idx"]).write_parquet(str(tmp / "documents"))
+        kept.drop_columns(["item_idx", "text_hash", "bands"]).write_parquet(str(tmp / "documents"))
+        kept.select_columns(["doc_id", "text_hash", "bands"]).write_parquet(str(tmp / "signatures"))
         reused_ids = set(reused_passages.column("doc_id").to_pylist()) if reused_passages is not None else set()
         fresh = kept.filter(lambda r: r["doc_id"] not in reused_ids) if reused_ids else kept
         passages = fresh.flat_map(_chunk_doc, fn_kwargs={"max_tokens": cfg.chunk.max_tokens,
@@ -251,6 +273,7 @@ def build_corpus(cfg: CorpusConfig, home: Path) -> CorpusInfo:
                 "items": len(items),
                 "items_read": len(to_read),
                 "items_reused": len(reuse),
+                "rows_signed": n_signed,
                 "documents": n_docs,
                 "passages": n_passages,
                 "passages_chunked": n_chunked,

@@ -21,19 +21,26 @@ class PassageEncoder:
     """Ray Data ``map_batches`` callable: ``{"row", "text"}`` -> ``{"row", "embedding"}``."""
 
     def __init__(self, cfg: EmbedConfig):
-        import torch
-
-        from rayapp.models import load_sentence_transformer
-
-        torch.set_num_threads(cfg.torch_threads)
         self.batch_size = cfg.batch_size
-        self.model = load_sentence_transformer(cfg.model, cfg.max_seq_length)
+        if cfg.backend == "onnx":  # imports neither torch nor transformers unless it must export
+            from rayapp.models._onnx import OnnxEncoder
+
+            self.onnx = OnnxEncoder(cfg.model, cfg.max_seq_length, cfg.torch_threads)
+        else:
+            import torch
+
+            from rayapp.models import load_sentence_transformer
+
+            torch.set_num_threads(cfg.torch_threads)
+            self.onnx, self.model = None, load_sentence_transformer(cfg.model, cfg.max_seq_length)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        vecs = self.model.encode(
-            list(batch["text"]), batch_size=self.batch_size, normalize_embeddings=True,
-            convert_to_numpy=True, show_progress_bar=False,
-        )
+        texts = list(batch["text"])
+        if self.onnx is not None:
+            vecs = self.onnx.encode(texts, self.batch_size)
+        else:
+            vecs = self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
+                                     convert_to_numpy=True, show_progress_bar=False)
         return {"row": batch["row"], "embedding": vecs.astype(np.float32)}
 
 

@@ -108,6 +108,11 @@ def load_sentence_transformer(name: str, max_seq_length: Optional[int] = None, d
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(resolve_embedder(name), device=device)
+    backbone = getattr(model[0], "auto_model", None)
+    if backbone is not None and getattr(backbone.config, "is_causal", True) is False:
+        from rayapp.embed.model import set_bidirectional
+
+        set_bidirectional(backbone)  # a KaLM-style decoder embedder saved by rayapp
     if max_seq_length is not None:
         model.max_seq_length = max_seq_length
     return model

@@ -93,6 +93,8 @@ def test_rebuild_is_cached_and_incremental_with_stable_ids(ray_session, tmp_path
     c = changed.manifest["counts"]
     assert not changed.cached and changed.version != first.version
     assert (c["items_read"], c["items_reused"], c["documents"], c["quarantined"]) == (2, 3, 4, 1)
+    # MinHash signatures: computed for the 2 read rows only (the quarantined reused row is a read error)
+    assert first.manifest["counts"]["rows_signed"] == 3 and c["rows_signed"] == 2
     ids = lambda info: {d["title"]: d["doc_id"] for d in load_documents(info.path).to_pylist()}
     a, b = ids(first), ids(changed)
     assert a["guide/install.md"] == b["guide/install.md"] and a["api/retrieve.md"] == b["api/retrieve.md"]

@@ -1,0 +1,166 @@
+"""An ONNX Runtime path for sentence-transformers embedders (mean pooling models such as MiniLM).
+
+The transformer of a sentence-transformers folder is exported once to ONNX (cached under
+:func:`model_cache_dir` by the folder's weights hash and the sequence length), then optimised with
+ONNX Runtime's transformer fusions (attention, layer norm, GELU). Pooling and normalisation run in
+numpy with the same rule as the folder's ``Pooling``/``Normalize`` modules, so the vectors agree
+with ``SentenceTransformer.encode`` to float32 rounding (the tests check cosine >= 0.9999).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from rayapp._internal.artifacts import read_manifest, staging_dir, write_json_atomic
+from rayapp._internal.hashing import stable_hash
+
+log = logging.getLogger(__name__)
+
+__all__ = ["OnnxEncoder", "export_onnx", "UnsupportedForOnnx"]
+
+
+class UnsupportedForOnnx(ValueError):
+    """The sentence-transformers model is not a Transformer + mean Pooling (+ Normalize) stack."""
+
+
+def _check_stack(folder: Path) -> bool:
+    """True if the folder's model normalises its output; raises :class:`UnsupportedForOnnx` unless
+    it is Transformer + mean Pooling (+ Normalize). Reads ``modules.json``, loads nothing."""
+    import json
+
+    from rayapp.embed.model import _read_pooling
+
+    try:
+        mods = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise UnsupportedForOnnx(f"embed.backend: 'onnx' needs a sentence-transformers folder with modules.json "
+                                 f"({folder}: {e})") from e
+    kinds = [m["type"].rsplit(".", 1)[-1] for m in mods]
+    mode = _read_pooling(folder, mods[1]["path"]) if len(mods) > 1 else None
+    ok = (len(mods) in (2, 3) and kinds[:2] == ["Transformer", "Pooling"] and mode == "mean"
+          and (len(mods) == 2 or kinds[2] == "Normalize"))
+    if not ok:
+        raise UnsupportedForOnnx(
+            "embed.backend: 'onnx' supports Transformer + mean Pooling (+ Normalize) models; this one is "
+            f"{kinds} with pooling {mode!r} (use backend: torch)")
+    return len(mods) == 3
+
+
+def _weights_digest(folder: Path) -> str:
+    files = sorted(p for p in folder.rglob("*") if p.suffix in (".safetensors", ".bin", ".json") and p.is_file())
+    return stable_hash([(str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns) for p in files])
+
+
+def export_onnx(folder: Path, max_seq_length: int, out_root: Path) -> Path:
+    """Export the transformer of the sentence-transformers ``folder`` once; returns the optimised
+    ``model.onnx`` (a cache hit loads nothing)."""
+    final = Path(out_root) / f"onnx-{folder.name}-{_weights_digest(folder)[:12]}-L{max_seq_length}"
+    if read_manifest(final) is not None:
+        return final / "model.onnx"
+    import torch
+
+    from rayapp.models._loading import load_sentence_transformer
+
+    st = load_sentence_transformer(str(folder), max_seq_length)
+    hf = st[0].auto_model.eval()
+    if hasattr(hf, "set_attn_implementation"):
+        hf.set_attn_implementation("eager")  # the eager graph is the one ORT fuses into Attention ops
+    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in st.tokenizer.model_input_names]
+    sample = st.tokenizer(["an example sentence", "a second, longer example sentence"], padding=True,
+                          return_tensors="pt")
+    args = tuple(sample[n] for n in names)
+
+    class _Body(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, *inputs):
+            return self.m(**dict(zip(names, inputs))).last_hidden_state
+
+    log.info("exporting %s to ONNX under %s (once)", folder, final)
+    with staging_dir(final) as tmp:
+        raw = tmp / "raw.onnx"
+        torch.onnx.export(_Body(hf), args, str(raw), input_names=names, output_names=["hidden"],
+                          dynamic_axes={**{n: {0: "batch", 1: "seq"} for n in names}, "hidden": {0: "batch", 1: "seq"}},
+                          opset_version=17, dynamo=False)
+        from onnxruntime.transformers.optimizer import optimize_model
+
+        cfg = hf.config
+        opt = optimize_model(str(raw), model_type="bert", num_heads=cfg.num_attention_heads,
+                             hidden_size=cfg.hidden_size, opt_level=1)
+        opt.save_model_to_file(str(tmp / "model.onnx"))
+        raw.unlink()
+        write_json_atomic(tmp / "manifest.json", {"kind": "onnx", "source": str(folder), "inputs": names,
+                                                  "max_seq_length": max_seq_length,
+                                                  "fusions": opt.get_fused_operator_statistics()})
+    return final / "model.onnx"
+
+
+class OnnxEncoder:
+    """``encode(texts, batch_size)`` -> float32 vectors, as ``SentenceTransformer.encode`` gives them."""
+
+    def __init__(self, name: str, max_seq_length: int, threads: int):
+        import onnxruntime as ort
+
+        from rayapp.models._loading import model_cache_dir, resolve_embedder
+
+        folder = Path(resolve_embedder(name))
+        if not folder.is_dir():
+            raise UnsupportedForOnnx(f"embed.backend: 'onnx' needs a local model folder, not {name!r}")
+        self.normalize = _check_stack(folder)
+        self.max_len = max_seq_length
+        path = export_onnx(folder, max_seq_length, model_cache_dir())
+        self._fast = None
+        if (folder / "tokenizer.json").is_file():  # the Rust tokenizer alone: no transformers import (~4 s)
+            from tokenizers import Tokenizer
+
+            self._fast = Tokenizer.from_file(str(folder / "tokenizer.json"))
+            self._fast.enable_truncation(max_length=max_seq_length)
+            self._fast.no_padding()
+        else:
+            from transformers import AutoTokenizer
+
+            self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.inputs = [i.name for i in self.session.get_inputs()]
+
+    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        """Batches of similar token length (sorted), each padded only to its own longest text."""
+        if self._fast is not None:
+            encs = self._fast.encode_batch(list(texts))
+            enc = {"input_ids": [e.ids for e in encs], "attention_mask": [e.attention_mask for e in encs],
+                   "token_type_ids": [e.type_ids for e in encs]}
+        else:
+            enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_len)
+        lengths = np.array([len(ids) for ids in enc["input_ids"]])
+        order = np.argsort(-lengths, kind="stable")
+        if not len(texts):
+            raise ValueError("OnnxEncoder.encode: no texts")
+        out = None
+        for s in range(0, len(texts), batch_size):
+            idx = order[s : s + batch_size]
+            width = int(lengths[idx].max())
+            feed = {}
+            for name in self.inputs:
+                arr = np.zeros((len(idx), width), dtype=np.int64)
+                for row, i in enumerate(idx):
+                    seq = enc[name][i]
+                    arr[row, : len(seq)] = seq
+                feed[name] = arr
+            hidden = self.session.run(None, feed)[0]
+            mask = feed["attention_mask"][..., None].astype(np.float32)
+            vec = (hidden * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
+            if self.normalize:
+                vec /= np.clip(np.linalg.norm(vec, axis=1, keepdims=True), 1e-12, None)
+            if out is None:
+                out = np.zeros((len(texts), vec.shape[1]), dtype=np.float32)
+            out[idx] = vec
+        return out

@@ -1,0 +1,124 @@
+"""Typed configs of embedder training (``configs/train_embedder.yaml``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional
+
+from pydantic import Field, field_validator, model_validator
+
+from rayapp.config import RayConfig, StrictModel
+
+__all__ = ["DeepSpeedConfig", "LoraConfig", "StageConfig", "TrainEmbedderConfig", "SoupConfig"]
+
+
+class DeepSpeedConfig(StrictModel):
+    """ZeRO stage 0-2 on CPU (gloo); 3 and bf16 need GPUs."""
+
+    zero_stage: int = Field(default=1, ge=0, le=3)
+    bf16: bool = False
+    gradient_clipping: float = Field(default=1.0, ge=0)
+
+
+class LoraConfig(StrictModel):
+    """LoRA adapters (peft) on the attention/MLP projections; merged into the weights on save."""
+
+    r: int = Field(default=16, ge=1)
+    alpha: int = Field(default=32, ge=1)
+    dropout: float = Field(default=0.05, ge=0, lt=1)
+    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "query", "key", "value"]
+
+
+class StageConfig(StrictModel):
+    """One training stage (KaLM: weakly supervised pre-training, then supervised fine-tuning).
+
+    ``data``: JSONL training rows ``{query, pos, negs, task, instruction}`` (the pairs job writes
+    them); rows with ``pos_score``/``neg_scores`` feed the distillation term."""
+
+    name: str
+    data: Path
+    steps: int = Field(ge=1)
+    batch_size: int = Field(default=32, ge=1, description="global batch (all workers)")
+    lr: float = Field(default=2e-5, gt=0)
+    warmup_steps: int = Field(default=0, ge=0)
+    loss: str = "infonce"
+    tau: float = Field(default=0.02, gt=0)
+    gamma: float = Field(default=0.5, ge=0)
+    hard_negatives: int = Field(default=7, ge=0, description="per row; 0 = in-batch negatives only")
+    mix_negatives: int = Field(default=0, ge=0, description="synthetic mixed negatives per query")
+    matryoshka_dims: list[int] = []
+    matryoshka_weights: list[float] = []
+    homogeneous_ratio: float = Field(default=1.0, ge=0, le=1)
+    cross_device_negatives: bool = True
+    distill_weight: float = Field(default=0.0, ge=0)
+    max_query_tokens: int = Field(default=64, ge=4)
+    max_passage_tokens: int = Field(default=256, ge=4)
+
+    @field_validator("loss")
+    @classmethod
+    def _known_loss(cls, v: str) -> str:
+        from rayapp.train.losses import LOSSES
+
+        if v not in LOSSES:
+            raise ValueError(f"unknown loss {v!r}; choose one of {sorted(LOSSES)}")
+        return v
+
+    @model_validator(mode="after")
+    def _matryoshka(self):
+        if len(self.matryoshka_dims) != len(self.matryoshka_weights):
+            raise ValueError(f"matryoshka_dims has {len(self.matryoshka_dims)} entries but "
+                             f"matryoshka_weights has {len(self.matryoshka_weights)}")
+        return self
+
+
+class TrainEmbedderConfig(StrictModel):
+    """Multi-stage embedder training on Ray Train + DeepSpeed. Each stage starts from the previous
+    stage's output folder (the first from ``model``) and writes a sentence-transformers folder to
+    ``output_dir/<stage name>``."""
+
+    model: str = "minilm"
+    pooling: Optional[Literal["mean", "cls", "lasttoken"]] = None
+    bidirectional: Optional[bool] = None
+    gradient_checkpointing: bool = False
+    lora: Optional[LoraConfig] = None
+    stages: list[StageConfig] = Field(min_length=1)
+    workers: int = Field(default=1, ge=1)
+    cpus_per_worker: float = Field(default=1.0, gt=0)
+    use_gpu: bool = False
+    torch_threads: int = Field(default=1, ge=1)
+    deepspeed: DeepSpeedConfig = DeepSpeedConfig()
+    checkpoint_every: int = Field(default=50, ge=1)
+    keep_checkpoints: int = Field(default=2, ge=1)
+    max_failures: int = Field(default=1, ge=0)
+    log_every: int = Field(default=10, ge=1)
+    seed: int = 0
+    output_dir: Path = Path("results/train_embedder")
+    ray: RayConfig = RayConfig()
+    inject_failure_at_step: Optional[int] = Field(
+        default=None, description="testing: rank 0 raises once when it reaches this step of the first stage")
+
+    @model_validator(mode="after")
+    def _cpu_limits(self):
+        if not self.use_gpu and (self.deepspeed.zero_stage == 3 or self.deepspeed.bf16):
+            raise ValueError("deepspeed: ZeRO stage 3 and bf16 need use_gpu: true (CPU runs ZeRO 0-2 in float32)")
+        names = [s.name for s in self.stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"stages: names must be unique, got {names}")
+        return self
+
+
+class SoupConfig(StrictModel):
+    """Model soup: the (weighted) average of the parameters of fine-tuned embedders of one shape."""
+
+    models: list[str] = Field(min_length=2)
+    weights: Optional[list[float]] = None
+    output: Path
+
+    @model_validator(mode="after")
+    def _weights(self):
+        if self.weights is not None:
+            if len(self.weights) != len(self.models):
+                raise ValueError(f"weights: {len(self.weights)} weights for {len(self.models)} models")
+            if min(self.weights) < 0 or sum(self.weights) <= 0:
+                raise ValueError("weights: must be >= 0 with a positive sum")
+        return self

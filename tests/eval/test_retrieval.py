@@ -1,0 +1,27 @@
+import math
+
+import pytest
+
+from rayapp.eval.retrieval import evaluate_run
+
+QRELS = {"q1": {"a": 1, "b": 0, "c": 1}, "q2": {"x": 1}, "q3": {"n": 0}}
+RUN = {"q1": {"b": 0.9, "a": 0.8, "c": 0.1, "z": 0.05}, "q2": {"y": 0.9, "w": 0.5, "x": 0.4}}
+
+
+def test_metrics_match_hand_computed_values():
+    m = evaluate_run(QRELS, RUN, ks=(1, 3))
+    # q1 ranking b a c z: relevant at ranks 2 and 3; q2: y w x, relevant at rank 3; q3 has no relevant doc
+    assert m["queries"] == 2
+    assert m["mrr"] == pytest.approx((1 / 2 + 1 / 3) / 2)
+    assert m["map"] == pytest.approx(((1 / 2 + 2 / 3) / 2 + 1 / 3) / 2)
+    dcg1 = 1 / math.log2(3) + 1 / math.log2(4)
+    idcg1 = 1 + 1 / math.log2(3)
+    assert m["ndcg@10"] == pytest.approx((dcg1 / idcg1 + (1 / math.log2(4)) / 1) / 2)
+    assert m["recall@1"] == 0.0 and m["recall@3"] == pytest.approx(1.0)
+
+
+def test_missing_query_scores_zero_and_empty_qrels_fail():
+    m = evaluate_run({"q2": {"x": 1}, "q9": {"k": 1}}, RUN)
+    assert m["mrr"] == pytest.approx((1 / 3 + 0) / 2)
+    with pytest.raises(ValueError, match="no query has a relevant document"):
+        evaluate_run({"q3": {"n": 0}}, RUN)
