@@ -75,7 +75,19 @@ def test_demo_config_has_questions():
 def test_job_configs_load():
     from rayapp.config import BuildCorpusConfig
     from rayapp.data.bench import BenchEmbedConfig, BenchStreamConfig
+    from rayapp.train.bench import BenchQualityConfig, BenchThroughputConfig
+    from rayapp.train.config import SoupConfig, TrainEmbedderConfig
 
     for name, model in [("build_corpus.yaml", BuildCorpusConfig), ("bench_embed.yaml", BenchEmbedConfig),
-                        ("bench_stream.yaml", BenchStreamConfig)]:
+                        ("bench_stream.yaml", BenchStreamConfig), ("train_embedder.yaml", TrainEmbedderConfig),
+                        ("soup.yaml", SoupConfig), ("bench_train_quality.yaml", BenchQualityConfig),
+                        ("bench_train_throughput.yaml", BenchThroughputConfig)]:
         assert isinstance(load_config(model, REPO / "configs" / name), model)
+
+
+def test_train_config_errors_name_the_key(tmp_path):
+    from rayapp.train.config import TrainEmbedderConfig
+
+    bad = write(tmp_path, "stages:\n  - name: a\n    data: x.jsonl\n    steps: 2\n    lossy: focal\n")
+    with pytest.raises(ConfigError, match=r"stages\.0\.lossy: unknown key"):
+        load_config(TrainEmbedderConfig, bad)

@@ -54,6 +54,7 @@ class BenchQualityConfig(StrictModel):
     matryoshka_dims: list[int] = [384, 256, 128, 64]
     matryoshka_weights: list[float] = [1.0, 0.3, 0.2, 0.1]
     pubmedqa_rows: int = 400
+    max_passage_tokens: int = 128
     variants: list[str] = ["infonce", "focal", "focal_mix", "soup", "st_mnrl"]
     workers: int = 1
     cpus_per_worker: float = 1.5
@@ -75,6 +76,7 @@ def _st_mnrl(cfg: BenchQualityConfig, rows: list[dict[str, Any]], out: Path) -> 
 
     torch.set_num_threads(cfg.torch_threads)
     model = SentenceTransformer(resolve_embedder(cfg.model), device="cpu")
+    model.max_seq_length = cfg.max_passage_tokens
     cols = {"anchor": [format_query(r["query"], r["instruction"]) for r in rows], "positive": [r["pos"] for r in rows]}
     for j in range(cfg.hard_negatives):
         cols[f"negative_{j}"] = [r["negs"][j] for r in rows]
@@ -117,7 +119,8 @@ def bench_quality(cfg: BenchQualityConfig) -> dict[str, Any]:
                 "pubmedqa_ndcg@10": p["ndcg@10"], "pubmedqa_recall@10": p["recall@10"]}
 
     stage = {"data": str(data), "steps": cfg.steps, "batch_size": cfg.batch_size, "lr": cfg.lr, "tau": cfg.tau,
-             "hard_negatives": cfg.hard_negatives, "homogeneous_ratio": cfg.homogeneous_ratio}
+             "hard_negatives": cfg.hard_negatives, "homogeneous_ratio": cfg.homogeneous_ratio,
+             "max_passage_tokens": cfg.max_passage_tokens}
     recipes = {
         "infonce": {"loss": "infonce"},
         "focal": {"loss": "focal", "gamma": cfg.gamma},

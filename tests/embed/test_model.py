@@ -82,3 +82,24 @@ def test_bidirectional_decoder_round_trip(tiny_lm_dir, tmp_path):
     texts = ["one two three", "four five six seven"]
     assert np.allclose(st.encode(texts, normalize_embeddings=True), m.encode(texts), atol=1e-4)
     assert Embedder.from_pretrained(str(out)).pooling == "lasttoken"
+
+
+def test_lora_and_gradient_checkpointing_train_and_save(tiny_lm_dir, tmp_path):
+    from rayapp.train.config import LoraConfig
+    from rayapp.train.embedder import _apply_lora
+    from rayapp.train.losses import info_nce_loss
+
+    m = Embedder.from_pretrained(tiny_lm_dir, gradient_checkpointing=True)
+    m.backbone = _apply_lora(m.backbone, LoraConfig(r=4, alpha=8))
+    trainable = [n for n, p in m.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    m.train()
+    q, p = m.tokenize(["q one", "q two"], 16), m.tokenize(["p one", "p two"], 16)
+    loss = info_nce_loss(m(**q), m(**p), None, tau=0.05, gather=False)
+    loss.backward()
+    assert all(p.grad is not None for n, p in m.named_parameters() if p.requires_grad)
+    m.backbone = m.backbone.merge_and_unload()
+    out = m.save(tmp_path / "merged")
+    assert Embedder.from_pretrained(str(out)).encode(["q one"]).shape == (1, 32)
+    with pytest.raises(ValueError, match="none of .* is a module of this model"):
+        _apply_lora(Embedder.from_pretrained(tiny_lm_dir).backbone, LoraConfig(target_modules=["nope"]))
