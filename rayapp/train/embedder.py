@@ -247,6 +247,7 @@ def train_embedder(cfg: TrainEmbedderConfig) -> list[dict[str, Any]]:
 
     out_root = Path(cfg.output_dir).resolve()
     init = resolve_embedder(cfg.model)
+    init = str(Path(init).resolve()) if Path(init).exists() else init  # else a hub id
     summaries = []
     for i, stage in enumerate(cfg.stages):
         if stage.batch_size % cfg.workers:
@@ -260,7 +261,8 @@ def train_embedder(cfg: TrainEmbedderConfig) -> list[dict[str, Any]]:
             continue
         _, epochs = _plan(rows, stage, cfg.seed)
         config = {
-            "stage": stage.model_dump(mode="json"), "init": init, "pooling": cfg.pooling,
+            # absolute paths: a worker's working directory need not be the driver's
+            "stage": {**stage.model_dump(mode="json"), "data": str(Path(stage.data).resolve())}, "init": init, "pooling": cfg.pooling,
             "bidirectional": cfg.bidirectional, "gradient_checkpointing": cfg.gradient_checkpointing,
             "lora": cfg.lora.model_dump() if cfg.lora else None, "torch_threads": cfg.torch_threads,
             "deepspeed": cfg.deepspeed.model_dump(), "checkpoint_every": cfg.checkpoint_every,
