@@ -137,7 +137,7 @@ def _sum_counts(ds) -> dict[str, int]:
     return out
 
 
-class _PeakRSS:
+class _PeakPSS:
     """Samples the memory (PSS) of this process and the sum over every Ray worker process on the node."""
 
     def __init__(self, interval: float = 1.0):
@@ -210,7 +210,7 @@ def bench_stream(cfg: BenchStreamConfig, out_dir: Optional[Path] = None) -> dict
 
     out_dir = Path(out_dir or tempfile.mkdtemp(prefix="rayapp-bench-stream-"))
     t0 = time.perf_counter()
-    with _PeakRSS() as rss:
+    with _PeakPSS() as rss:
         ds = ray.data.range(cfg.n_docs, override_num_blocks=max(1, cfg.n_docs // cfg.block_docs))
         ds = ds.map_batches(synthetic_docs, fn_kwargs=gen, batch_size=cfg.block_docs)
         ds = ds.map_batches(_chunk_batch, fn_kwargs={"max_tokens": cfg.max_tokens}, batch_size=cfg.block_docs)

@@ -147,11 +147,11 @@ def _read_pooling(root: Path, sub: str = "1_Pooling") -> Optional[str]:
     cfg = root / sub / "config.json"
     if not cfg.is_file():
         return None
-    mode = json.loads(cfg.read_text(encoding="utf-8")).get("pooling_mode")
-    if isinstance(mode, str):
-        return {"mean": "mean", "cls": "cls", "lasttoken": "lasttoken"}.get(mode)
-    # older sentence-transformers: one boolean per mode
     data = json.loads(cfg.read_text(encoding="utf-8"))
+    mode = data.get("pooling_mode")
+    if isinstance(mode, str):
+        return mode if mode in ("mean", "cls", "lasttoken") else None
+    # older sentence-transformers: one boolean per mode
     for key, name in (("pooling_mode_mean_tokens", "mean"), ("pooling_mode_cls_token", "cls"),
                       ("pooling_mode_lasttoken", "lasttoken")):
         if data.get(key):
