@@ -91,6 +91,11 @@ class TrainEmbedderConfig(StrictModel):
     keep_checkpoints: int = Field(default=2, ge=1)
     max_failures: int = Field(default=1, ge=0)
     log_every: int = Field(default=10, ge=1)
+    #: MLflow tracking URI (``file:./mlruns``, ``http://host:5000``); rank 0 logs each stage as a run
+    #: of the experiment ``mlflow_experiment`` (a ``file:`` URI uses MLflow's file store, which needs no
+    #: server or database). TensorBoard scalars are always written.
+    mlflow_uri: Optional[str] = None
+    mlflow_experiment: str = "rayapp-train-embedder"
     seed: int = 0
     output_dir: Path = Path("results/train_embedder")
     ray: RayConfig = RayConfig()

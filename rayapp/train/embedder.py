@@ -6,7 +6,8 @@ query with the positives and hard negatives of *every* worker (all-gather with g
 (ZeRO 0-2 over gloo on CPU; 3 and bf16 on GPUs) owns the optimizer step. Every ``checkpoint_every``
 steps each rank saves its DeepSpeed shard and reports it to Ray Train, which merges the ranks'
 files into one checkpoint; after a worker failure (``FailureConfig``) the workers restart from the
-latest one. Rank 0 writes a progress line, TensorBoard scalars, and the final
+latest one. Rank 0 writes a progress line, TensorBoard scalars (and MLflow params and metrics when
+``mlflow_uri`` is set: one MLflow run per stage attempt), and the final
 sentence-transformers folder ``output_dir/<stage>``.
 """
 
@@ -158,6 +159,18 @@ def _train_stage(config: dict[str, Any]) -> None:
         from tensorboardX import SummaryWriter
 
         writer = SummaryWriter(str(Path(config["output_dir"]) / "tensorboard" / stage.name))
+    mlflow = None
+    if rank == 0 and config["mlflow_uri"]:
+        import mlflow
+
+        if config["mlflow_uri"].startswith("file:"):  # a local folder: MLflow's file store, opted in
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        mlflow.set_tracking_uri(config["mlflow_uri"])
+        mlflow.set_experiment(config["mlflow_experiment"])
+        mlflow.start_run(run_name=stage.name)
+        mlflow.log_params({"stage": stage.name, "loss": stage.loss, "batch_size": stage.batch_size, "lr": stage.lr,
+                           "tau": stage.tau, "hard_negatives": stage.hard_negatives, "world_size": world,
+                           "zero_stage": ds["zero_stage"], "resumed_from": start})
     device = engine.device
     k, t_start, n_seen = stage.hard_negatives, None, 0
     marker = Path(config["output_dir"]) / ".injected-failure"
@@ -199,6 +212,8 @@ def _train_stage(config: dict[str, Any]) -> None:
         if writer is not None:
             writer.add_scalar("loss", metrics["loss"], step + 1)
             writer.add_scalar("samples_per_s", rate, step + 1)
+        if mlflow is not None:
+            mlflow.log_metrics({"loss": metrics["loss"], "samples_per_s": rate, "lr": metrics["lr"]}, step=step + 1)
         done = step + 1 == stage.steps
         if (step + 1) % config["log_every"] == 0 or done:
             if rank == 0:
@@ -210,6 +225,8 @@ def _train_stage(config: dict[str, Any]) -> None:
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
     if writer is not None:
         writer.close()
+    if mlflow is not None:
+        mlflow.end_run()
     _save_final(engine, model, config, stage, rank)
     if dist.is_initialized():
         dist.barrier()
@@ -266,7 +283,8 @@ def train_embedder(cfg: TrainEmbedderConfig) -> list[dict[str, Any]]:
             "bidirectional": cfg.bidirectional, "gradient_checkpointing": cfg.gradient_checkpointing,
             "lora": cfg.lora.model_dump() if cfg.lora else None, "torch_threads": cfg.torch_threads,
             "deepspeed": cfg.deepspeed.model_dump(), "checkpoint_every": cfg.checkpoint_every,
-            "log_every": cfg.log_every, "seed": cfg.seed, "output_dir": str(out_root), "use_gpu": cfg.use_gpu,
+            "log_every": cfg.log_every, "mlflow_uri": cfg.mlflow_uri, "mlflow_experiment": cfg.mlflow_experiment,
+            "seed": cfg.seed, "output_dir": str(out_root), "use_gpu": cfg.use_gpu,
             "inject_failure_at_step": cfg.inject_failure_at_step if i == 0 else None,
         }
         trainer = TorchTrainer(

@@ -2,6 +2,7 @@
 checkpoint resume after an injected failure, a sentence-transformers folder out."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -110,7 +111,7 @@ def test_two_stage_training_with_resume_after_a_failure(ray_session, tiny_lm_dir
     data = write_rows(tmp_path / "rows.jsonl")
     cfg = TrainEmbedderConfig(
         model=tiny_lm_dir, workers=2, cpus_per_worker=0.5, checkpoint_every=2, log_every=1, output_dir=tmp_path / "out",
-        inject_failure_at_step=3, deepspeed={"zero_stage": 2},
+        inject_failure_at_step=3, deepspeed={"zero_stage": 2}, mlflow_uri=(tmp_path / "mlruns").as_uri(),
         stages=[{"name": "pretrain", "data": str(data), "steps": 5, "batch_size": 8, "lr": 1e-3, "hard_negatives": 0},
                 {"name": "finetune", "data": str(data), "steps": 3, "batch_size": 8, "lr": 1e-3, "loss": "focal",
                  "hard_negatives": 2, "mix_negatives": 2, "homogeneous_ratio": 0.75,
@@ -130,6 +131,16 @@ def test_two_stage_training_with_resume_after_a_failure(ray_session, tiny_lm_dir
     start = Embedder.from_pretrained(tiny_lm_dir).backbone.state_dict()
     end = Embedder.from_pretrained(ft["path"]).backbone.state_dict()
     assert not torch.allclose(start["layers.0.self_attn.q_proj.weight"], end["layers.0.self_attn.q_proj.weight"])
+    # rank 0 logged every stage attempt to MLflow: the failed one, the resumed one, the fine-tuning
+    from mlflow.tracking import MlflowClient
+
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    client = MlflowClient((tmp_path / "mlruns").as_uri())
+    runs = client.search_runs([client.get_experiment_by_name("rayapp-train-embedder").experiment_id])
+    names = sorted(r.info.run_name for r in runs)
+    assert names == ["finetune", "pretrain", "pretrain"], names
+    resumed = [r for r in runs if r.info.run_name == "pretrain" and r.data.params["resumed_from"] == "2"]
+    assert [m.step for m in client.get_metric_history(resumed[0].info.run_id, "loss")] == [3, 4, 5]
     # a second run reuses the finished stages
     again = train_embedder(cfg)
     assert all(s["reused"] for s in again)
