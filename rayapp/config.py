@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal, Optional, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 __all__ = [
     "ConfigError",
@@ -25,6 +25,7 @@ __all__ = [
     "EmbedConfig",
     "IndexConfig",
     "RetrieverConfig",
+    "FunnelConfig",
     "GeneratorConfig",
     "LimitsConfig",
     "HTTPConfig",
@@ -168,9 +169,14 @@ class IndexConfig(StrictModel):
     """Dense (faiss) and sparse (BM25, bm25s) indexes over the passages.
 
     ``faiss_factory`` is a faiss index-factory string (``Flat``, ``IVF256,Flat``, ``HNSW32``);
-    vectors are L2-normalised so inner product is cosine similarity."""
+    vectors are L2-normalised so inner product is cosine similarity. ``funnel: true`` also builds
+    FunnelRAG's coarse units: a BM25 index over clusters and a vector per document.
+    ``gpu: true`` moves the faiss index to every visible GPU when faiss was built with CUDA (a
+    ``faiss-gpu`` wheel) and there is one; otherwise it stays on the CPU."""
 
     faiss_factory: str = "Flat"
+    funnel: bool = False
+    gpu: bool = False
     nprobe: int = Field(default=8, ge=1)
     bm25_method: Literal["robertson", "lucene", "bm25+", "bm25l", "atire"] = "lucene"
     bm25_k1: float = Field(default=1.5, gt=0)
@@ -186,6 +192,40 @@ class RetrieverConfig(StrictModel):
     rrf_k: int = Field(default=60, ge=1)
     use_bm25: bool = True
     use_dense: bool = True
+
+
+class FunnelConfig(StrictModel):
+    """FunnelRAG coarse-to-fine retrieval (arXiv 2410.10293) over an index built with ``funnel: true``.
+
+    1. ``clusters``: BM25 over clusters (documents grouped up to S tokens) keeps this many clusters;
+    2. ``docs``: the pre-ranker scores the documents of those clusters and keeps this many;
+    3. ``passages``: the post-ranker scores the passages of those documents and keeps this many.
+    A count of ``null`` keeps everything. Rankers by name (``rayapp.retrieve.funnel.SCORERS``):
+    ``dense`` (the index's bi-encoder vectors), ``cross`` (the cross-encoder folder ``reranker``)."""
+
+    clusters: Optional[int] = Field(default=80, ge=1)
+    docs: Optional[int] = Field(default=8, ge=1)
+    passages: Optional[int] = Field(default=4, ge=1)
+    pre_ranker: str = "dense"
+    post_ranker: str = "cross"
+    reranker: Optional[str] = None
+    reranker_max_length: int = Field(default=256, ge=16)
+    rerank_batch_size: int = Field(default=32, ge=1)
+    #: local-to-global roll-up: S(doc) = alpha * max + (1 - alpha) * mean of its passages' scores
+    alpha: float = Field(default=0.5, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _rankers(self):
+        from rayapp.retrieve.funnel import SCORERS
+
+        for key in ("pre_ranker", "post_ranker"):
+            name = getattr(self, key)
+            if name not in SCORERS:
+                raise ValueError(f"{key}: unknown ranker {name!r}; choose one of {sorted(SCORERS)}")
+        if "cross" in (self.pre_ranker, self.post_ranker) and not self.reranker:
+            raise ValueError("reranker: a 'cross' ranker needs the cross-encoder folder (train one with "
+                             "rayapp train-reranker)")
+        return self
 
 
 class GeneratorConfig(StrictModel):

@@ -107,3 +107,21 @@ def tiny_lm_dir(smollm2_dir, tmp_path_factory) -> str:
     LlamaForCausalLM(cfg).save_pretrained(out)
     tok.save_pretrained(out)
     return str(out)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory) -> str:
+    """A randomly initialised 2-layer BERT with MiniLM's tokenizer: for encoder mechanics."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from rayapp.models import resolve_embedder
+
+    tok = AutoTokenizer.from_pretrained(resolve_embedder("minilm"))
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                     num_attention_heads=4, max_position_embeddings=512)
+    out = tmp_path_factory.mktemp("tiny-bert")
+    BertModel(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return str(out)

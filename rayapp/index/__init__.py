@@ -7,12 +7,16 @@ Layout of ``<home>/indexes/<corpus version>/<index version>/``::
     embeddings.npy     float32, L2-normalised, one row per passage
     dense.faiss        faiss index (factory string from the config), inner product
     bm25/              bm25s index files
+    funnel/            with ``funnel: true`` (FunnelRAG's coarse units): doc_ids.json (row i of
+                       doc_embeddings.npy), doc_hashes.json, doc_embeddings.npy (each document's
+                       text, first max_seq_length tokens), clusters.json (cluster id + document
+                       rows), bm25/ (BM25 over each cluster's concatenated titles and texts)
     manifest.json      corpus path and version, embedder, config, counts (written last)
 
 ``index version`` hashes the corpus version, the embedder config and the index config; a finished
 version is reused, never edited. A new version built with the same embedder and index config as an
 earlier one (``<home>/indexes/latest-<key>.json``) embeds only passages whose text that version did
-not have, and copies the other vectors. Serve replicas open it read-only with :class:`LoadedIndex`.
+not have, and copies the other vectors (documents' vectors likewise). Serve replicas open it read-only with :class:`LoadedIndex`.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import numpy as np
 from rayapp._internal.artifacts import read_manifest, staging_dir, write_json_atomic
 from rayapp._internal.hashing import stable_hash
 from rayapp.config import EmbedConfig, IndexConfig
-from rayapp.data import CorpusInfo, embed_texts, load_passages
+from rayapp.data import CorpusInfo, embed_texts, load_documents, load_passages
 from rayapp.data._dedup import text_hash
 from rayapp.models import resolve_embedder
 
@@ -93,6 +97,11 @@ def build_index(corpus: CorpusInfo, embed: EmbedConfig, cfg: IndexConfig, home: 
         bm25.index(bm25_tokenize(texts), show_progress=False)
         bm25.save(str(tmp / "bm25"))
         timings["bm25_s"] = round(time.perf_counter() - t0, 3)
+        if cfg.funnel:
+            t0 = time.perf_counter()
+            prev = _previous_index(Path(home), key)
+            counts_funnel = _build_funnel(corpus, embed, tmp / "funnel", prev / "funnel" if prev else None)
+            timings["funnel_s"] = round(time.perf_counter() - t0, 3)
         np.save(tmp / "embeddings.npy", vectors)
         (tmp / "passage_ids.json").write_text(json.dumps(ids), encoding="utf-8")
         (tmp / "text_hashes.json").write_text(json.dumps(hashes), encoding="utf-8")
@@ -104,13 +113,40 @@ def build_index(corpus: CorpusInfo, embed: EmbedConfig, cfg: IndexConfig, home: 
             "embedder": embedder,
             "config": cfg.model_dump(mode="json"),
             "counts": {"passages": len(ids), "dim": int(vectors.shape[1]), "embedded": len(ids) - n_reused,
-                       "reused_vectors": n_reused},
+                       "reused_vectors": n_reused, **(counts_funnel if cfg.funnel else {})},
             "build_timings": timings,
         }
         write_json_atomic(tmp / "manifest.json", manifest)
     write_json_atomic(Path(home) / "indexes" / f"latest-{key}.json", {"path": str(final)})
     log.info("index %s built over %d passages (%d vectors reused): %s", version, len(ids), n_reused, timings)
     return IndexInfo(final, version, manifest, cached=False)
+
+
+def _build_funnel(corpus: CorpusInfo, embed: EmbedConfig, out: Path, prev: Optional[Path]) -> dict[str, int]:
+    """Documents' vectors and the cluster-level BM25 index (FunnelRAG's coarse units)."""
+    import bm25s
+    import pyarrow.parquet as pq
+
+    out.mkdir()
+    docs = load_documents(corpus.path, columns=["doc_id", "title", "text"])
+    doc_ids = docs.column("doc_id").to_pylist()
+    titles, texts = docs.column("title").to_pylist(), docs.column("text").to_pylist()
+    hashes = [text_hash(t) for t in texts]
+    ok_prev = prev if prev is not None and (prev / "doc_hashes.json").is_file() else None
+    vectors, n_reused = _embed_reusing(texts, hashes, embed, ok_prev, "doc_hashes.json", "doc_embeddings.npy")
+    row_of = {d: i for i, d in enumerate(doc_ids)}
+    clusters = [{"cluster_id": c["cluster_id"], "doc_rows": [row_of[d] for d in c["doc_ids"] if d in row_of]}
+                for c in pq.read_table(corpus.path / "clusters.parquet", columns=["cluster_id", "doc_ids"]).to_pylist()]
+    clusters = [c for c in clusters if c["doc_rows"]]
+    bm25 = bm25s.BM25(method="lucene")
+    bm25.index(bm25_tokenize(["\n".join(f"{titles[r]}\n{texts[r]}" for r in c["doc_rows"]) for c in clusters]),
+               show_progress=False)
+    bm25.save(str(out / "bm25"))
+    np.save(out / "doc_embeddings.npy", vectors)
+    for name, obj in (("doc_ids.json", doc_ids), ("doc_hashes.json", hashes), ("clusters.json", clusters)):
+        (out / name).write_text(json.dumps(obj), encoding="utf-8")
+    return {"documents": len(doc_ids), "clusters": len(clusters), "documents_embedded": len(doc_ids) - n_reused,
+            "reused_doc_vectors": n_reused}
 
 
 def _previous_index(home: Path, key: str) -> Optional[Path]:
@@ -121,16 +157,16 @@ def _previous_index(home: Path, key: str) -> Optional[Path]:
     return path if read_manifest(path) is not None and (path / "text_hashes.json").is_file() else None
 
 
-def _embed_reusing(texts: list[str], hashes: list[str], embed: EmbedConfig,
-                   prev: Optional[Path]) -> tuple[np.ndarray, int]:
+def _embed_reusing(texts: list[str], hashes: list[str], embed: EmbedConfig, prev: Optional[Path],
+                   hashes_file: str = "text_hashes.json", vectors_file: str = "embeddings.npy") -> tuple[np.ndarray, int]:
     """Vectors for ``texts``: copied from ``prev`` where it embedded the same text, else embedded."""
     row_of: dict[str, int] = {}
     if prev is not None:
-        row_of = {h: i for i, h in enumerate(json.loads((prev / "text_hashes.json").read_text(encoding="utf-8")))}
+        row_of = {h: i for i, h in enumerate(json.loads((prev / hashes_file).read_text(encoding="utf-8")))}
     todo = [i for i, h in enumerate(hashes) if h not in row_of]
     if len(todo) == len(texts):
         return embed_texts(texts, embed), 0
-    old = np.load(prev / "embeddings.npy", mmap_mode="r")
+    old = np.load(prev / vectors_file, mmap_mode="r")
     vectors = np.zeros((len(texts), old.shape[1]), dtype=np.float32)
     for i, h in enumerate(hashes):
         if h in row_of:
@@ -156,13 +192,43 @@ class LoadedIndex:
         self.dense = faiss.read_index(str(self.path / "dense.faiss"))
         if hasattr(self.dense, "nprobe"):
             self.dense.nprobe = manifest["config"]["nprobe"]
+        self.on_gpu = False
+        if manifest["config"].get("gpu") and hasattr(faiss, "index_cpu_to_all_gpus") and faiss.get_num_gpus() > 0:
+            self.dense, self.on_gpu = faiss.index_cpu_to_all_gpus(self.dense), True
+        #: the passages' unit vectors (memory-mapped, read-only): row i is passage i
+        self.vectors = np.load(self.path / "embeddings.npy", mmap_mode="r")
         self.bm25 = bm25s.BM25.load(str(self.path / "bm25"))
         table = load_passages(Path(manifest["corpus_path"]), columns=["passage_id", "doc_id", "title", "text"])
         if table.column("passage_id").to_pylist() != self.ids:
             raise ValueError(f"index {self.path} does not match its corpus {manifest['corpus_path']}")
-        self.doc_ids = table.column("doc_id").to_pylist()
+        #: document id of every passage row
+        self.passage_doc_ids = table.column("doc_id").to_pylist()
         self.titles = table.column("title").to_pylist()
         self.texts = table.column("text").to_pylist()
+        self.funnel = (self.path / "funnel").is_dir()
+        if self.funnel:
+            self._load_funnel(bm25s)
+
+    def _load_funnel(self, bm25s) -> None:
+        f = self.path / "funnel"
+        #: document row -> document id (the funnel's document units)
+        self.document_ids = json.loads((f / "doc_ids.json").read_text(encoding="utf-8"))
+        clusters = json.loads((f / "clusters.json").read_text(encoding="utf-8"))
+        #: cluster row -> cluster id, and -> its document rows (source order)
+        self.cluster_ids = [c["cluster_id"] for c in clusters]
+        self.cluster_docs: list[list[int]] = [c["doc_rows"] for c in clusters]
+        self.doc_vectors = np.load(f / "doc_embeddings.npy", mmap_mode="r")
+        self.cluster_bm25 = bm25s.BM25.load(str(f / "bm25"))
+        docs = load_documents(Path(self.manifest["corpus_path"]), columns=["doc_id", "title", "text"])
+        if docs.column("doc_id").to_pylist() != self.document_ids:
+            raise ValueError(f"index {self.path}: funnel documents do not match the corpus")
+        self.doc_titles, self.doc_texts = docs.column("title").to_pylist(), docs.column("text").to_pylist()
+        row_of = {d: i for i, d in enumerate(self.document_ids)}
+        #: passage row -> document row, and document row -> its passage rows (in passage order)
+        self.passage_doc = np.array([row_of[d] for d in self.passage_doc_ids], dtype=np.int64)
+        self.doc_passages: list[list[int]] = [[] for _ in self.document_ids]
+        for p, d in enumerate(self.passage_doc):
+            self.doc_passages[d].append(p)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -181,3 +247,14 @@ class LoadedIndex:
         k = min(k, len(self.ids))
         scores, rows = self.dense.search(np.asarray(query_vec, dtype=np.float32).reshape(1, -1), k)
         return [(int(r), float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0]
+
+    def search_clusters(self, query: str, k: int) -> list[tuple[int, float]]:
+        """(cluster row, score) of the top ``k`` clusters by BM25 over their text (funnel indexes)."""
+        if not self.funnel:
+            raise ValueError(f"index {self.path} was built without funnel: true (no cluster index)")
+        k = min(k, len(self.cluster_ids))
+        tokens = bm25_tokenize([query])
+        if not tokens.vocab:
+            return []
+        rows, scores = self.cluster_bm25.retrieve(tokens, k=k, show_progress=False, n_threads=1)
+        return [(int(r), float(s)) for r, s in zip(rows[0], scores[0]) if s > 0]

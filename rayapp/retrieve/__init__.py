@@ -55,5 +55,5 @@ class HybridRetriever:
             row.n_out = len(fused)
         ix = self.index
         hits = [Hit(id=ix.ids[r], kind="passage", score=s, stage="hybrid", text=ix.texts[r],
-                    title=ix.titles[r], doc_id=ix.doc_ids[r]) for r, s in fused]
+                    title=ix.titles[r], doc_id=ix.passage_doc_ids[r]) for r, s in fused]
         return hits, t.rows

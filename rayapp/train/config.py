@@ -9,7 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from rayapp.config import RayConfig, StrictModel
 
-__all__ = ["DeepSpeedConfig", "LoraConfig", "StageConfig", "TrainEmbedderConfig", "SoupConfig"]
+__all__ = ["DeepSpeedConfig", "LoraConfig", "StageConfig", "TrainEmbedderConfig", "SoupConfig", "TrainRerankerConfig"]
 
 
 class DeepSpeedConfig(StrictModel):
@@ -126,4 +126,41 @@ class SoupConfig(StrictModel):
                 raise ValueError(f"weights: {len(self.weights)} weights for {len(self.models)} models")
             if min(self.weights) < 0 or sum(self.weights) <= 0:
                 raise ValueError("weights: must be >= 0 with a positive sum")
+        return self
+
+
+class TrainRerankerConfig(StrictModel):
+    """Cross-encoder reranker training on Ray Train (DDP over gloo on CPU, nccl on GPUs).
+
+    ``data``: JSONL training rows ``{query, pos, negs}`` (the pairs job's format); each step takes
+    ``batch_size`` groups of 1 positive + ``hard_negatives`` negatives (filled with random other
+    positives when a row has fewer). The model starts from ``model`` (an encoder folder or
+    ``minilm``) with a new one-logit head and is written to ``output_dir/<name>`` as a Hugging Face
+    sequence-classification folder."""
+
+    name: str = "reranker"
+    model: str = "minilm"
+    data: Path
+    steps: int = Field(default=200, ge=1)
+    batch_size: int = Field(default=16, ge=1, description="global groups per step (all workers)")
+    hard_negatives: int = Field(default=3, ge=1)
+    lr: float = Field(default=3e-5, gt=0)
+    warmup_steps: int = Field(default=10, ge=0)
+    max_length: int = Field(default=256, ge=16, le=4096)
+    gradient_clipping: float = Field(default=1.0, ge=0)
+    workers: int = Field(default=1, ge=1)
+    cpus_per_worker: float = Field(default=1.0, gt=0)
+    use_gpu: bool = False
+    torch_threads: int = Field(default=1, ge=1)
+    checkpoint_every: int = Field(default=100, ge=1)
+    max_failures: int = Field(default=1, ge=0)
+    log_every: int = Field(default=10, ge=1)
+    seed: int = 0
+    output_dir: Path = Path("results/train_reranker")
+    ray: RayConfig = RayConfig()
+
+    @model_validator(mode="after")
+    def _divisible(self):
+        if self.batch_size % self.workers:
+            raise ValueError(f"batch_size: {self.batch_size} is not a multiple of workers={self.workers}")
         return self

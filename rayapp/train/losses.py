@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 __all__ = [
     "LOSSES", "register_loss", "contrastive_logits", "info_nce_loss", "focal_info_nce_loss",
-    "mix_hard_negatives", "matryoshka_loss", "kl_distill_loss",
+    "mix_hard_negatives", "matryoshka_loss", "kl_distill_loss", "listwise_rerank_loss",
 ]
 
 LossFn = Callable[..., torch.Tensor]
@@ -135,3 +135,12 @@ def kl_distill_loss(student: torch.Tensor, teacher: torch.Tensor, tau_s: float =
     list (positive + hard negatives); ``student`` and ``teacher`` are (B, C) similarity scores."""
     return F.kl_div(torch.log_softmax(student / tau_s, dim=1), torch.log_softmax(teacher / tau_t, dim=1),
                     log_target=True, reduction="batchmean")
+
+
+def listwise_rerank_loss(scores: torch.Tensor) -> torch.Tensor:
+    """Cross-encoder training loss over groups (localized contrastive estimation, Gao et al. 2021,
+    "Rethink Training of BERT Rerankers in Multi-Stage Retrieval Pipelines"): each row of ``scores``
+    (B, 1 + k) holds the logits of one query's positive (column 0) and k hard negatives;
+    L = -(1/B) sum_i log( e^{s_i0} / sum_j e^{s_ij} )."""
+    return F.cross_entropy(scores, torch.zeros(scores.shape[0], dtype=torch.long, device=scores.device))
+

@@ -1,0 +1,210 @@
+"""FunnelRAG: coarse-to-fine retrieval (Zhao et al. 2024, arXiv 2410.10293), and its flat baselines.
+
+The funnel narrows the candidate set while the unit gets finer and the model stronger:
+
+1. **clusters** (documents grouped up to S tokens): BM25 over each cluster's text keeps ``clusters``;
+2. **documents** of those clusters: the pre-ranker (mid capacity: the bi-encoder) keeps ``docs``;
+3. **passages** of those documents: the post-ranker (high capacity: the cross-encoder) keeps
+   ``passages``.
+
+"Later chunking": the earlier stages never look at passages; the passages of a kept document are
+the corpus job's chunks of it (the same deterministic chunker that a query-time split would run,
+done once at build time), so their ids are the corpus's passage ids. When BM25 matches no cluster
+(no query term is indexed) every cluster goes on to the pre-ranker.
+
+Rankers are picked by name from :data:`SCORERS` (a dict filled by :func:`register_scorer`); each
+scores rows of one unit kind (``doc`` or ``passage``) for a query. :func:`rollup_scores` is the
+local-to-global roll-up that turns passage scores into document scores for distillation
+(:mod:`rayapp.retrieve.l2g`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, Optional, Sequence
+
+import numpy as np
+
+from rayapp._internal.timing import Timings
+from rayapp.config import FunnelConfig
+from rayapp.index import LoadedIndex
+from rayapp.types import Hit, StageTiming
+
+__all__ = ["SCORERS", "register_scorer", "ScoringContext", "FunnelRetriever", "FunnelResult", "FlatRetriever",
+           "rollup_scores"]
+
+Unit = Literal["doc", "passage"]
+Scorer = Callable[["ScoringContext", str, Optional[np.ndarray], Unit, Sequence[int]], np.ndarray]
+SCORERS: dict[str, Scorer] = {}
+
+
+def register_scorer(name: str) -> Callable[[Scorer], Scorer]:
+    """Add a ranker under ``name`` (``pre_ranker: name`` / ``post_ranker: name`` in FunnelConfig)."""
+    def deco(fn: Scorer) -> Scorer:
+        if name in SCORERS:
+            raise ValueError(f"scorer {name!r} is already registered")
+        SCORERS[name] = fn
+        return fn
+    return deco
+
+
+@dataclass
+class ScoringContext:
+    """What rankers read: the index, the query encoder, and the cross-encoder when one is used."""
+
+    index: LoadedIndex
+    encode: Optional[Callable[[str], np.ndarray]] = None
+    cross: Any = None  # rayapp.rerank.CrossEncoder
+    batch_size: int = 32
+
+    def texts(self, unit: Unit, rows: Sequence[int]) -> list[str]:
+        src = self.index.doc_texts if unit == "doc" else self.index.texts
+        return [src[r] for r in rows]
+
+
+@register_scorer("dense")
+def dense_scorer(ctx: ScoringContext, query: str, qvec: Optional[np.ndarray], unit: Unit,
+                 rows: Sequence[int]) -> np.ndarray:
+    """Cosine of the query's vector and each unit's stored vector (documents: their own vectors)."""
+    mat = ctx.index.doc_vectors if unit == "doc" else ctx.index.vectors
+    return np.asarray(mat[np.asarray(rows, dtype=np.int64)], dtype=np.float32) @ qvec
+
+
+@register_scorer("cross")
+def cross_scorer(ctx: ScoringContext, query: str, qvec: Optional[np.ndarray], unit: Unit,
+                 rows: Sequence[int]) -> np.ndarray:
+    """The cross-encoder's logit for (query, unit text); long documents are truncated."""
+    if ctx.cross is None:
+        raise ValueError("the 'cross' ranker needs a cross-encoder (FunnelConfig.reranker)")
+    return ctx.cross.score(query, ctx.texts(unit, rows), ctx.batch_size)
+
+
+def rollup_scores(passage_scores: Sequence[float], passage_doc: Sequence[Any], alpha: float) -> dict[Any, float]:
+    """FunnelRAG's local-to-global roll-up of passage scores to their document:
+    S(d) = alpha * max_{p in d} s(p) + (1 - alpha) * mean_{p in d} s(p).
+    ``passage_doc[i]`` is passage i's document; returns ``{document: S(d)}`` in first-seen order."""
+    s = np.asarray(passage_scores, dtype=np.float64)
+    groups: dict[Any, list[int]] = {}
+    for i, d in enumerate(passage_doc):
+        groups.setdefault(d, []).append(i)
+    return {d: float(alpha * s[ix].max() + (1 - alpha) * s[ix].mean()) for d, ix in groups.items()}
+
+
+def _top(rows: Sequence[int], scores: np.ndarray, k: Optional[int]) -> tuple[list[int], np.ndarray]:
+    """Rows and scores sorted best first (ties: lower row first), cut to ``k`` (None keeps all)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    order = np.lexsort((rows, -np.asarray(scores, dtype=np.float64)))
+    order = order[:k] if k is not None else order
+    return rows[order].tolist(), np.asarray(scores)[order]
+
+
+@dataclass
+class FunnelResult:
+    clusters: list[int]
+    docs: list[int]
+    doc_scores: np.ndarray
+    passages: list[int]
+    passage_scores: np.ndarray
+    timings: list[StageTiming] = field(default_factory=list)
+
+
+def _context(index: LoadedIndex, cfg_reranker: Optional[str], max_length: int, batch_size: int,
+             encode: Optional[Callable[[str], np.ndarray]], cross) -> ScoringContext:
+    if cross is None and cfg_reranker:
+        from rayapp.rerank import CrossEncoder
+
+        cross = CrossEncoder.from_pretrained(cfg_reranker, max_length)
+    return ScoringContext(index, encode, cross, batch_size)
+
+
+def _passage_hits(index: LoadedIndex, rows: Sequence[int], scores: np.ndarray, stage: str) -> list[Hit]:
+    return [Hit(id=index.ids[r], kind="passage", score=float(s), stage=stage, text=index.texts[r],
+                title=index.titles[r], doc_id=index.passage_doc_ids[r]) for r, s in zip(rows, scores)]
+
+
+class FunnelRetriever:
+    """Cluster BM25 -> document pre-ranker -> passage post-ranker over a funnel index.
+
+    ``cross`` may be given (an already loaded :class:`rayapp.rerank.CrossEncoder`); otherwise it is
+    loaded from ``cfg.reranker`` when a stage uses it."""
+
+    def __init__(self, index: LoadedIndex, cfg: FunnelConfig, encode: Optional[Callable[[str], np.ndarray]] = None,
+                 cross=None):
+        if not index.funnel:
+            raise ValueError(f"index {index.path} was built without funnel: true; rebuild it with "
+                             "index.funnel: true to use the funnel")
+        if "dense" in (cfg.pre_ranker, cfg.post_ranker) and encode is None:
+            raise ValueError("the 'dense' ranker needs a query encoder")
+        self.index, self.cfg = index, cfg
+        self.ctx = _context(index, cfg.reranker, cfg.reranker_max_length, cfg.rerank_batch_size, encode, cross)
+        self.pre, self.post = SCORERS[cfg.pre_ranker], SCORERS[cfg.post_ranker]
+
+    def run(self, query: str, clusters: Optional[int] = -1, docs: Optional[int] = -1,
+            passages: Optional[int] = -1) -> FunnelResult:
+        """Every stage's survivors; a count of -1 takes the config's, None keeps everything."""
+        cfg, ix, t = self.cfg, self.index, Timings()
+        n_c = cfg.clusters if clusters == -1 else clusters
+        n_d = cfg.docs if docs == -1 else docs
+        n_p = cfg.passages if passages == -1 else passages
+        qvec = None
+        if self.ctx.encode is not None and "dense" in (cfg.pre_ranker, cfg.post_ranker):
+            with t.stage("encode_query", n_in=1) as row:
+                qvec = np.asarray(self.ctx.encode(query), dtype=np.float32).reshape(-1)
+                row.n_out = 1
+        with t.stage("clusters_bm25", n_in=len(ix.cluster_ids)) as row:
+            hits = ix.search_clusters(query, n_c) if n_c is not None else []
+            kept_c = [c for c, _ in hits] if hits else list(range(len(ix.cluster_ids)))  # None or no match: all
+            row.n_out = len(kept_c)
+        cand_d = [d for c in kept_c for d in ix.cluster_docs[c]]
+        with t.stage(f"docs_{cfg.pre_ranker}", n_in=len(cand_d)) as row:
+            kept_d, d_scores = _top(cand_d, self.pre(self.ctx, query, qvec, "doc", cand_d), n_d)
+            row.n_out = len(kept_d)
+        cand_p = [p for d in kept_d for p in ix.doc_passages[d]]
+        with t.stage(f"passages_{cfg.post_ranker}", n_in=len(cand_p)) as row:
+            kept_p, p_scores = _top(cand_p, self.post(self.ctx, query, qvec, "passage", cand_p), n_p)
+            row.n_out = len(kept_p)
+        return FunnelResult(kept_c, kept_d, d_scores, kept_p, p_scores, t.rows)
+
+    def retrieve(self, query: str, top_k: Optional[int] = None) -> tuple[list[Hit], list[StageTiming]]:
+        r = self.run(query, passages=top_k or self.cfg.passages)
+        return _passage_hits(self.index, r.passages, r.passage_scores, "funnel"), r.timings
+
+
+class FlatRetriever:
+    """The flat baselines over all passages: ``bm25``, ``dense``, or ``dense`` top ``candidates``
+    reordered by the post-ranker (``dense_rerank``), with the same Hit/StageTiming contract."""
+
+    def __init__(self, index: LoadedIndex, mode: Literal["bm25", "dense", "dense_rerank"],
+                 encode: Optional[Callable[[str], np.ndarray]] = None, cross=None, candidates: int = 100,
+                 reranker: Optional[str] = None, max_length: int = 256, batch_size: int = 32):
+        if mode not in ("bm25", "dense", "dense_rerank"):
+            raise ValueError(f"flat retriever: mode must be bm25, dense or dense_rerank, not {mode!r}")
+        if mode != "bm25" and encode is None:
+            raise ValueError(f"flat retriever: mode {mode} needs a query encoder")
+        self.index, self.mode, self.candidates = index, mode, candidates
+        self.ctx = _context(index, reranker if mode == "dense_rerank" else None, max_length, batch_size, encode, cross)
+        if mode == "dense_rerank" and self.ctx.cross is None:
+            raise ValueError("flat retriever: dense_rerank needs a cross-encoder")
+
+    def retrieve(self, query: str, top_k: int = 4) -> tuple[list[Hit], list[StageTiming]]:
+        ix, t = self.index, Timings()
+        if self.mode == "bm25":
+            with t.stage("bm25", n_in=len(ix)) as row:
+                found = ix.search_bm25(query, top_k)
+                row.n_out = len(found)
+        else:
+            with t.stage("encode_query", n_in=1) as row:
+                qvec = np.asarray(self.ctx.encode(query), dtype=np.float32).reshape(-1)
+                row.n_out = 1
+            n = self.candidates if self.mode == "dense_rerank" else top_k
+            with t.stage("dense", n_in=len(ix)) as row:
+                found = ix.search_dense(qvec, n)
+                row.n_out = len(found)
+            if self.mode == "dense_rerank":
+                with t.stage("passages_cross", n_in=len(found)) as row:
+                    rows = [r for r, _ in found]
+                    rows, scores = _top(rows, cross_scorer(self.ctx, query, qvec, "passage", rows), top_k)
+                    found = list(zip(rows, scores))
+                    row.n_out = len(found)
+        found = found[:top_k]
+        return _passage_hits(ix, [r for r, _ in found], np.array([s for _, s in found]), f"flat_{self.mode}"), t.rows

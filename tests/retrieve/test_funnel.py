@@ -1,0 +1,109 @@
+"""FunnelRAG: the funnel's stages, their id maps, the roll-up, and agreement with flat retrieval."""
+
+import numpy as np
+import pytest
+
+from rayapp.config import EmbedConfig, FunnelConfig, IndexConfig
+from rayapp.index import LoadedIndex, build_index
+from rayapp.retrieve.funnel import FlatRetriever, FunnelRetriever, rollup_scores
+
+Q = "How do I write rows to a CSV file?"
+
+
+@pytest.fixture(scope="module")
+def funnel_index(small_corpus, home):
+    info = build_index(small_corpus, EmbedConfig(batch_size=32), IndexConfig(funnel=True), home)
+    return LoadedIndex(info.path)
+
+
+@pytest.fixture(scope="module")
+def encode(minilm):
+    return lambda q: minilm.encode(q, normalize_embeddings=True)
+
+
+@pytest.fixture(scope="module")
+def tiny_cross(tiny_bert_dir, tmp_path_factory):
+    import torch
+
+    from rayapp.rerank import CrossEncoder
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("tiny-cross")
+    CrossEncoder.from_pretrained(tiny_bert_dir, num_labels=1).save(out)
+    return CrossEncoder.from_pretrained(out, 64)
+
+
+def test_rollup_hand_computed():
+    got = rollup_scores([1.0, 3.0, 2.0, 5.0], ["a", "a", "a", "b"], alpha=0.25)
+    assert got == {"a": pytest.approx(0.25 * 3 + 0.75 * 2), "b": pytest.approx(5.0)}
+    assert list(rollup_scores([0, 1], ["y", "x"], 1.0)) == ["y", "x"]
+    assert rollup_scores([1.0, 3.0], ["a", "a"], 1.0) == {"a": 3.0}  # alpha = 1: max (MaxP)
+
+
+def test_id_maps_are_consistent(funnel_index):
+    ix = funnel_index
+    assert ix.manifest["counts"]["clusters"] == len(ix.cluster_ids) > 1
+    # every document sits in exactly one cluster; every passage in its own document
+    in_clusters = sorted(d for docs in ix.cluster_docs for d in docs)
+    assert in_clusters == list(range(len(ix.document_ids)))
+    for d, rows in enumerate(ix.doc_passages):
+        for p in rows:
+            assert ix.passage_doc[p] == d and ix.passage_doc_ids[p] == ix.document_ids[d]
+            assert ix.ids[p].startswith(ix.document_ids[d] + "-p")
+    assert sum(map(len, ix.doc_passages)) == len(ix)
+    assert ix.doc_vectors.shape == (len(ix.document_ids), 384)
+    np.testing.assert_allclose(np.linalg.norm(ix.doc_vectors, axis=1), 1.0, atol=1e-4)
+
+
+def test_counts_only_shrink_and_ids_nest(funnel_index, encode, tiny_cross):
+    ix = funnel_index
+    f = FunnelRetriever(ix, FunnelConfig(clusters=3, docs=5, passages=4, reranker="unused"), encode, tiny_cross)
+    r = f.run(Q)
+    stages = [t.stage for t in r.timings]
+    assert stages == ["encode_query", "clusters_bm25", "docs_dense", "passages_cross"]
+    assert all(t.n_out <= t.n_in for t in r.timings)
+    c, d, p = (next(t for t in r.timings if t.stage == s) for s in stages[1:])
+    assert c.n_out == 3 and d.n_in == sum(len(ix.cluster_docs[x]) for x in r.clusters) and d.n_out == 5
+    assert p.n_in == sum(len(ix.doc_passages[x]) for x in r.docs) and p.n_out == 4
+    assert set(r.docs) <= {x for cl in r.clusters for x in ix.cluster_docs[cl]}
+    assert {ix.passage_doc[x] for x in r.passages} <= set(r.docs)
+    assert list(r.passage_scores) == sorted(r.passage_scores, reverse=True)
+    hits, _ = f.retrieve(Q, top_k=2)
+    assert [h.id for h in hits] == [ix.ids[x] for x in r.passages[:2]] and hits[0].kind == "passage"
+
+
+def test_no_cutoffs_and_identical_scorers_equal_flat(funnel_index, encode, tiny_cross):
+    ix = funnel_index
+    n = len(ix)
+    dense = FunnelRetriever(ix, FunnelConfig(clusters=None, docs=None, passages=None, pre_ranker="dense",
+                                              post_ranker="dense"), encode)
+    funnel = dense.retrieve(Q, top_k=n)[0]
+    flat = FlatRetriever(ix, "dense", encode).retrieve(Q, top_k=n)[0]
+    assert len(funnel) == len(flat) == n
+    np.testing.assert_allclose([h.score for h in funnel], [h.score for h in flat], atol=1e-5)
+    # the same ranking, up to the order of passages whose scores tie (faiss and numpy round alike)
+    for a, b in zip(funnel, flat):
+        assert a.id == b.id or abs(a.score - b.score) < 1e-5
+    # the same with the cross-encoder as the final ranker: funnel == flat dense + rerank of everything
+    cross = FunnelRetriever(ix, FunnelConfig(clusters=None, docs=None, passages=None, reranker="x"), encode, tiny_cross)
+    flat = FlatRetriever(ix, "dense_rerank", encode, tiny_cross, candidates=n)
+    assert [h.id for h in cross.retrieve(Q, top_k=20)[0]] == [h.id for h in flat.retrieve(Q, top_k=20)[0]]
+
+
+def test_no_matching_term_sends_every_cluster_on(funnel_index, encode):
+    f = FunnelRetriever(funnel_index, FunnelConfig(clusters=2, docs=3, passages=2, post_ranker="dense"), encode)
+    r = f.run("zzqxv qqzzx")
+    assert len(r.clusters) == len(funnel_index.cluster_ids) and len(r.passages) == 2
+
+
+def test_errors_name_the_problem(small_index, funnel_index, encode):
+    with pytest.raises(ValueError, match="unknown ranker 'bogus'"):
+        FunnelConfig(pre_ranker="bogus")
+    with pytest.raises(ValueError, match="a 'cross' ranker needs the cross-encoder folder"):
+        FunnelConfig()
+    with pytest.raises(ValueError, match="built without funnel: true"):
+        FunnelRetriever(LoadedIndex(small_index.path), FunnelConfig(post_ranker="dense"), encode)
+    with pytest.raises(ValueError, match="needs a query encoder"):
+        FunnelRetriever(funnel_index, FunnelConfig(post_ranker="dense"))
+    with pytest.raises(ValueError, match="mode must be bm25, dense or dense_rerank"):
+        FlatRetriever(funnel_index, "sparse")
