@@ -30,6 +30,8 @@ class BenchRerankerConfig(StrictModel):
     lr: float = 3e-5
     max_length: int = 256
     pubmedqa_rows: int = 500
+    #: TREC-QA: one row per (positive, block of k judged negatives), so every negative is used
+    all_trec_negatives: bool = True
     pubmed_candidates: int = 10
     pubmed_queries: int = 200
     workers: int = 1
@@ -38,6 +40,24 @@ class BenchRerankerConfig(StrictModel):
     seed: int = 0
     results_dir: Path = Path("results/bench_reranker")
     ray: RayConfig = RayConfig()
+
+
+def _trec_rows(qa, k: int, seed: int) -> list[dict[str, Any]]:
+    """(question, positive, k of its judged non-answers) rows covering every non-answer once per
+    positive; the last block is topped up at random from the question's other non-answers."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for p in qa.pairs:
+        negs = [n for n in p["neg"] if n not in p["pos"]]
+        if len(negs) < k:
+            continue
+        for pos in p["pos"]:
+            order = rng.permutation(len(negs)).tolist()
+            for s in range(0, len(order), k):
+                block = [negs[i] for i in order[s: s + k]]
+                block += [negs[i] for i in order[: k - len(block)]]
+                rows.append({"query": p["query"], "pos": pos, "negs": block, "task": "trecqa"})
+    return rows
 
 
 def _rerank_run(score, queries, candidates: dict[str, list[str]], text: dict[str, str]) -> dict[str, dict[str, float]]:
@@ -66,7 +86,8 @@ def bench_reranker(cfg: BenchRerankerConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     trec_train, trec_test = load_trecqa(cfg.data_dir, "train"), load_trecqa(cfg.data_dir, "test")
     pub_train, pub_test = load_pubmedqa(cfg.data_dir, "train"), load_pubmedqa(cfg.data_dir, "test")
-    rows = qa_training_rows(trec_train, "trecqa", "", cfg.hard_negatives, cfg.seed)
+    rows = (_trec_rows(trec_train, cfg.hard_negatives, cfg.seed) if cfg.all_trec_negatives
+            else qa_training_rows(trec_train, "trecqa", "", cfg.hard_negatives, cfg.seed))
     rows += qa_training_rows(pub_train, "pubmedqa", "", cfg.hard_negatives, cfg.seed)[: cfg.pubmedqa_rows]
     data = out / "train_rows.jsonl"
     data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
@@ -84,7 +105,7 @@ def bench_reranker(cfg: BenchRerankerConfig) -> dict[str, Any]:
     torch.set_num_threads(cfg.torch_threads)
     bi = Embedder.from_pretrained(resolve_embedder(cfg.model))
     ce = CrossEncoder.from_pretrained(trained["path"], cfg.max_length)
-    res: dict[str, Any] = {"rows": len(rows), "train_s": round(train_s, 1), "train": trained.get("metrics", {})}
+    res: dict[str, Any] = {"rows": len(rows), "trecqa_rows": sum(r["task"] == "trecqa" for r in rows), "train_s": round(train_s, 1), "train": trained.get("metrics", {})}
     # TREC-QA: each question ranks its own candidates
     enc_q = lambda ts, ins: bi.encode([format_query(t, ins) for t in ts], 64, 64)  # noqa: E731
     enc_d = lambda ts: bi.encode(ts, 64, 256)  # noqa: E731

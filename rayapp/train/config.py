@@ -51,6 +51,9 @@ class StageConfig(StrictModel):
     homogeneous_ratio: float = Field(default=1.0, ge=0, le=1)
     cross_device_negatives: bool = True
     distill_weight: float = Field(default=0.0, ge=0)
+    #: weight of the contrastive loss; 0 with ``distill_weight > 0`` trains on the teacher's scores
+    #: only (FunnelRAG's local-to-global distillation)
+    contrastive_weight: float = Field(default=1.0, ge=0)
     max_query_tokens: int = Field(default=64, ge=4)
     max_passage_tokens: int = Field(default=256, ge=4)
 
@@ -65,6 +68,8 @@ class StageConfig(StrictModel):
 
     @model_validator(mode="after")
     def _matryoshka(self):
+        if self.contrastive_weight == 0 and self.distill_weight == 0:
+            raise ValueError("contrastive_weight and distill_weight are both 0: nothing to train")
         if len(self.matryoshka_dims) != len(self.matryoshka_weights):
             raise ValueError(f"matryoshka_dims has {len(self.matryoshka_dims)} entries but "
                              f"matryoshka_weights has {len(self.matryoshka_weights)}")

@@ -195,6 +195,7 @@ def _train_stage(config: dict[str, Any]) -> None:
             loss = matryoshka_loss(loss_fn, q, p, negs, stage.matryoshka_dims, stage.matryoshka_weights, extra=extra, **kw)
         else:
             loss = loss_fn(q, p, negs, extra=extra, **kw)
+        loss = stage.contrastive_weight * loss
         if stage.distill_weight and k and all("scores" in r and len(r["scores"]) >= 1 + k for r in batch):
             cand = torch.cat([p[:, None], negs], dim=1)
             student = torch.einsum("bd,bcd->bc", q, cand)
