@@ -21,6 +21,11 @@ JOBS = {
     "soup": ("jobs.soup", "model soup: average fine-tuned embedders' parameters"),
     "bench-train-quality": ("jobs.bench_train_quality", "benchmark: recipe variants vs base and ST MNRL on TREC-QA"),
     "bench-train-throughput": ("jobs.bench_train_throughput", "benchmark: Ray Train + DeepSpeed vs plain loop samples/s"),
+    "train-reranker": ("jobs.train_reranker", "train the cross-encoder reranker on Ray Train"),
+    "train-l2g": ("jobs.train_l2g", "FunnelRAG local-to-global distillation of the pre-ranker"),
+    "bench-reranker": ("jobs.bench_reranker", "benchmark: trained reranker vs the bi-encoder (TREC-QA, PubMedQA)"),
+    "bench-funnel": ("jobs.bench_funnel", "benchmark: FunnelRAG vs flat retrieval, time and recall"),
+    "bench-ann": ("jobs.bench_ann", "benchmark: faiss IVF / HNSW vs flat at 1M x 384"),
 }
 
 

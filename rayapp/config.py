@@ -183,17 +183,6 @@ class IndexConfig(StrictModel):
     bm25_b: float = Field(default=0.75, ge=0, le=1)
 
 
-class RetrieverConfig(StrictModel):
-    """Hybrid first-stage retrieval: BM25 and dense candidates fused by reciprocal rank fusion
-    (score = sum over lists of 1 / (rrf_k + rank))."""
-
-    top_k: int = Field(default=4, ge=1, le=100)
-    candidates: int = Field(default=50, ge=1, le=10_000)
-    rrf_k: int = Field(default=60, ge=1)
-    use_bm25: bool = True
-    use_dense: bool = True
-
-
 class FunnelConfig(StrictModel):
     """FunnelRAG coarse-to-fine retrieval (arXiv 2410.10293) over an index built with ``funnel: true``.
 
@@ -225,6 +214,27 @@ class FunnelConfig(StrictModel):
         if "cross" in (self.pre_ranker, self.post_ranker) and not self.reranker:
             raise ValueError("reranker: a 'cross' ranker needs the cross-encoder folder (train one with "
                              "rayapp train-reranker)")
+        return self
+
+
+class RetrieverConfig(StrictModel):
+    """Retrieval for the app. ``kind: hybrid``: BM25 and dense candidates fused by reciprocal rank
+    fusion (score = sum over lists of 1 / (rrf_k + rank)); ``kind: funnel``: see FunnelConfig."""
+
+    top_k: int = Field(default=4, ge=1, le=100)
+    candidates: int = Field(default=50, ge=1, le=10_000)
+    rrf_k: int = Field(default=60, ge=1)
+    use_bm25: bool = True
+    use_dense: bool = True
+    #: ``funnel``: FunnelRAG (cluster BM25 -> document pre-ranker -> passage post-ranker) over an
+    #: index built with ``funnel: true``; the post-ranker runs as its own Serve deployment
+    kind: Literal["hybrid", "funnel"] = "hybrid"
+    funnel: Optional[FunnelConfig] = None
+
+    @model_validator(mode="after")
+    def _funnel_given(self):
+        if self.kind == "funnel" and self.funnel is None:
+            raise ValueError("funnel: kind 'funnel' needs a funnel section (clusters, docs, passages, rankers)")
         return self
 
 

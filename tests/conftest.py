@@ -125,3 +125,25 @@ def tiny_bert_dir(tmp_path_factory) -> str:
     BertModel(cfg).save_pretrained(out)
     tok.save_pretrained(out)
     return str(out)
+
+
+@pytest.fixture(scope="session")
+def tiny_cross_dir(tiny_bert_dir, tmp_path_factory) -> str:
+    """A seeded, untrained cross-encoder folder (tiny BERT + one-logit head): for mechanics."""
+    import torch
+
+    from rayapp.rerank import CrossEncoder
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("tiny-cross")
+    CrossEncoder.from_pretrained(tiny_bert_dir, num_labels=1).save(out)
+    return str(out)
+
+
+@pytest.fixture(scope="session")
+def funnel_index(small_corpus, home):
+    """The small corpus's index with FunnelRAG's cluster BM25 and document vectors."""
+    from rayapp.config import EmbedConfig, IndexConfig
+    from rayapp.index import build_index
+
+    return build_index(small_corpus, EmbedConfig(batch_size=32), IndexConfig(funnel=True), home)

@@ -76,9 +76,14 @@ def test_job_configs_load():
     from rayapp.config import BuildCorpusConfig
     from rayapp.data.bench import BenchEmbedConfig, BenchStreamConfig
     from rayapp.train.bench import BenchQualityConfig, BenchThroughputConfig
-    from rayapp.train.config import SoupConfig, TrainEmbedderConfig
+    from rayapp.rerank.bench import BenchRerankerConfig
+    from rayapp.retrieve.bench import BenchANNConfig, BenchFunnelConfig
+    from rayapp.retrieve.l2g import L2GConfig
+    from rayapp.train.config import SoupConfig, TrainEmbedderConfig, TrainRerankerConfig
 
-    for name, model in [("build_corpus.yaml", BuildCorpusConfig), ("bench_embed.yaml", BenchEmbedConfig),
+    for name, model in [("train_reranker.yaml", TrainRerankerConfig), ("train_l2g.yaml", L2GConfig),
+                        ("bench_reranker.yaml", BenchRerankerConfig), ("bench_funnel.yaml", BenchFunnelConfig),
+                        ("bench_ann.yaml", BenchANNConfig), ("build_corpus.yaml", BuildCorpusConfig), ("bench_embed.yaml", BenchEmbedConfig),
                         ("bench_stream.yaml", BenchStreamConfig), ("train_embedder.yaml", TrainEmbedderConfig),
                         ("soup.yaml", SoupConfig), ("bench_train_quality.yaml", BenchQualityConfig),
                         ("bench_train_throughput.yaml", BenchThroughputConfig)]:

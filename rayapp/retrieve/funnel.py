@@ -31,7 +31,7 @@ from rayapp.index import LoadedIndex
 from rayapp.types import Hit, StageTiming
 
 __all__ = ["SCORERS", "register_scorer", "ScoringContext", "FunnelRetriever", "FunnelResult", "FlatRetriever",
-           "rollup_scores"]
+           "rollup_scores", "top_rows", "passage_hits"]
 
 Unit = Literal["doc", "passage"]
 Scorer = Callable[["ScoringContext", str, Optional[np.ndarray], Unit, Sequence[int]], np.ndarray]
@@ -90,7 +90,7 @@ def rollup_scores(passage_scores: Sequence[float], passage_doc: Sequence[Any], a
     return {d: float(alpha * s[ix].max() + (1 - alpha) * s[ix].mean()) for d, ix in groups.items()}
 
 
-def _top(rows: Sequence[int], scores: np.ndarray, k: Optional[int]) -> tuple[list[int], np.ndarray]:
+def top_rows(rows: Sequence[int], scores: np.ndarray, k: Optional[int]) -> tuple[list[int], np.ndarray]:
     """Rows and scores sorted best first (ties: lower row first), cut to ``k`` (None keeps all)."""
     rows = np.asarray(rows, dtype=np.int64)
     order = np.lexsort((rows, -np.asarray(scores, dtype=np.float64)))
@@ -117,7 +117,7 @@ def _context(index: LoadedIndex, cfg_reranker: Optional[str], max_length: int, b
     return ScoringContext(index, encode, cross, batch_size)
 
 
-def _passage_hits(index: LoadedIndex, rows: Sequence[int], scores: np.ndarray, stage: str) -> list[Hit]:
+def passage_hits(index: LoadedIndex, rows: Sequence[int], scores: np.ndarray, stage: str) -> list[Hit]:
     return [Hit(id=index.ids[r], kind="passage", score=float(s), stage=stage, text=index.texts[r],
                 title=index.titles[r], doc_id=index.passage_doc_ids[r]) for r, s in zip(rows, scores)]
 
@@ -126,26 +126,29 @@ class FunnelRetriever:
     """Cluster BM25 -> document pre-ranker -> passage post-ranker over a funnel index.
 
     ``cross`` may be given (an already loaded :class:`rayapp.rerank.CrossEncoder`); otherwise it is
-    loaded from ``cfg.reranker`` when a stage uses it."""
+    loaded from ``cfg.reranker`` when a stage uses it. ``remote_post``: the caller runs stage 3
+    (:meth:`coarse` then its own scores), so the post-ranker is not loaded here."""
 
     def __init__(self, index: LoadedIndex, cfg: FunnelConfig, encode: Optional[Callable[[str], np.ndarray]] = None,
-                 cross=None):
+                 cross=None, remote_post: bool = False):
         if not index.funnel:
             raise ValueError(f"index {index.path} was built without funnel: true; rebuild it with "
                              "index.funnel: true to use the funnel")
         if "dense" in (cfg.pre_ranker, cfg.post_ranker) and encode is None:
             raise ValueError("the 'dense' ranker needs a query encoder")
         self.index, self.cfg = index, cfg
-        self.ctx = _context(index, cfg.reranker, cfg.reranker_max_length, cfg.rerank_batch_size, encode, cross)
+        # with remote_post the caller scores stage 3 itself (a Serve post-ranker deployment)
+        local_cross = cfg.pre_ranker == "cross" or (cfg.post_ranker == "cross" and not remote_post)
+        self.ctx = _context(index, cfg.reranker if local_cross else None, cfg.reranker_max_length,
+                            cfg.rerank_batch_size, encode, cross)
         self.pre, self.post = SCORERS[cfg.pre_ranker], SCORERS[cfg.post_ranker]
 
-    def run(self, query: str, clusters: Optional[int] = -1, docs: Optional[int] = -1,
-            passages: Optional[int] = -1) -> FunnelResult:
-        """Every stage's survivors; a count of -1 takes the config's, None keeps everything."""
+    def coarse(self, query: str, clusters: Optional[int] = -1, docs: Optional[int] = -1):
+        """Stages 1-2: (timings, query vector, kept clusters, kept documents, their scores, the
+        candidate passages of the kept documents). Counts: -1 takes the config's, None keeps all."""
         cfg, ix, t = self.cfg, self.index, Timings()
         n_c = cfg.clusters if clusters == -1 else clusters
         n_d = cfg.docs if docs == -1 else docs
-        n_p = cfg.passages if passages == -1 else passages
         qvec = None
         if self.ctx.encode is not None and "dense" in (cfg.pre_ranker, cfg.post_ranker):
             with t.stage("encode_query", n_in=1) as row:
@@ -157,17 +160,24 @@ class FunnelRetriever:
             row.n_out = len(kept_c)
         cand_d = [d for c in kept_c for d in ix.cluster_docs[c]]
         with t.stage(f"docs_{cfg.pre_ranker}", n_in=len(cand_d)) as row:
-            kept_d, d_scores = _top(cand_d, self.pre(self.ctx, query, qvec, "doc", cand_d), n_d)
+            kept_d, d_scores = top_rows(cand_d, self.pre(self.ctx, query, qvec, "doc", cand_d), n_d)
             row.n_out = len(kept_d)
         cand_p = [p for d in kept_d for p in ix.doc_passages[d]]
-        with t.stage(f"passages_{cfg.post_ranker}", n_in=len(cand_p)) as row:
-            kept_p, p_scores = _top(cand_p, self.post(self.ctx, query, qvec, "passage", cand_p), n_p)
+        return t, qvec, kept_c, kept_d, d_scores, cand_p
+
+    def run(self, query: str, clusters: Optional[int] = -1, docs: Optional[int] = -1,
+            passages: Optional[int] = -1) -> FunnelResult:
+        """Every stage's survivors; a count of -1 takes the config's, None keeps everything."""
+        t, qvec, kept_c, kept_d, d_scores, cand_p = self.coarse(query, clusters, docs)
+        n_p = self.cfg.passages if passages == -1 else passages
+        with t.stage(f"passages_{self.cfg.post_ranker}", n_in=len(cand_p)) as row:
+            kept_p, p_scores = top_rows(cand_p, self.post(self.ctx, query, qvec, "passage", cand_p), n_p)
             row.n_out = len(kept_p)
         return FunnelResult(kept_c, kept_d, d_scores, kept_p, p_scores, t.rows)
 
     def retrieve(self, query: str, top_k: Optional[int] = None) -> tuple[list[Hit], list[StageTiming]]:
         r = self.run(query, passages=top_k or self.cfg.passages)
-        return _passage_hits(self.index, r.passages, r.passage_scores, "funnel"), r.timings
+        return passage_hits(self.index, r.passages, r.passage_scores, "funnel"), r.timings
 
 
 class FlatRetriever:
@@ -203,8 +213,8 @@ class FlatRetriever:
             if self.mode == "dense_rerank":
                 with t.stage("passages_cross", n_in=len(found)) as row:
                     rows = [r for r, _ in found]
-                    rows, scores = _top(rows, cross_scorer(self.ctx, query, qvec, "passage", rows), top_k)
+                    rows, scores = top_rows(rows, cross_scorer(self.ctx, query, qvec, "passage", rows), top_k)
                     found = list(zip(rows, scores))
                     row.n_out = len(found)
         found = found[:top_k]
-        return _passage_hits(ix, [r for r, _ in found], np.array([s for _, s in found]), f"flat_{self.mode}"), t.rows
+        return passage_hits(ix, [r for r, _ in found], np.array([s for _, s in found]), f"flat_{self.mode}"), t.rows

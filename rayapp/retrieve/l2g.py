@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
+from pydantic import Field
 
+from rayapp.config import FunnelConfig, RayConfig, StrictModel
 from rayapp.retrieve.funnel import FunnelRetriever, rollup_scores
 
-__all__ = ["l2g_rows", "l2g_kl", "train_l2g"]
+__all__ = ["l2g_rows", "l2g_kl", "train_l2g", "L2GConfig", "read_queries"]
 
 
 def l2g_rows(funnel: FunnelRetriever, queries: Sequence[str], candidate_docs: int, alpha: float,
@@ -83,3 +85,50 @@ def train_l2g(rows: list[dict[str, Any]], init: str, out_dir: Path, steps: int, 
         **({"ray": ray} if ray else {}))
     (summary,) = train_embedder(cfg)
     return summary
+
+
+class L2GConfig(StrictModel):
+    """``python -m jobs.train_l2g``: distil the funnel's post-ranker into its pre-ranker.
+
+    ``index`` is a funnel index folder (``index.funnel: true``); ``queries`` a JSONL file with a
+    ``query`` (or ``question`` / ``text``) field per line, or plain text lines. The pre-ranker is
+    the index's own embedder; the result is a new embedder folder (``output_dir/runs/l2g``)."""
+
+    index: Path
+    queries: Path
+    max_queries: Optional[int] = Field(default=None, ge=1)
+    instruction: str = ""
+    funnel: FunnelConfig
+    candidate_docs: int = Field(default=8, ge=2)
+    steps: int = Field(default=100, ge=1)
+    batch_size: int = Field(default=8, ge=1)
+    lr: float = Field(default=2e-5, gt=0)
+    tau: float = Field(default=0.05, gt=0)
+    max_doc_tokens: int = Field(default=256, ge=16)
+    workers: int = Field(default=1, ge=1)
+    cpus_per_worker: float = Field(default=1.0, gt=0)
+    torch_threads: int = Field(default=1, ge=1)
+    output_dir: Path = Path("results/train_l2g")
+    ray: RayConfig = RayConfig()
+
+
+def read_queries(path: Path) -> list[str]:
+    """Queries from JSONL (``query`` / ``question`` / ``text`` field) or plain lines; a JSON line
+    without one of those fields is an error naming the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"queries file not found: {path}")
+    out = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith("{"):
+            rec = json.loads(line)
+            q = next((rec[k] for k in ("query", "question", "text") if isinstance(rec.get(k), str)), None)
+            if not q:
+                raise ValueError(f"{path}:{n}: no 'query', 'question' or 'text' field")
+            out.append(q)
+        else:
+            out.append(line)
+    return out

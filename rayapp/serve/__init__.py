@@ -1,7 +1,9 @@
 """Serve stage: one application, stages composed by handles.
 
 ``Ingress.bind(Retriever.bind(...), Generator.bind(...), ...)``: each stage is its own deployment with
-its own replicas and CPU share. :func:`build_app` makes the application from an
+its own replicas and CPU share. With ``retriever.kind: funnel`` the retriever is
+``FunnelRetriever.bind(index, cfg, PostRanker.bind(reranker))``: cluster BM25 and the document
+pre-ranker in one deployment, the cross-encoder post-ranker in another. :func:`build_app` makes the application from an
 :class:`~rayapp.config.AppConfig`; :func:`app_builder` is the same for ``serve run`` /
 ``serve build`` (``serve run rayapp.serve:app_builder index_path=... config=configs/serve.yaml``).
 """
@@ -16,7 +18,7 @@ import httpx
 from ray import serve
 
 from rayapp.config import AppConfig, load_config
-from rayapp.serve._deployments import Generator, Ingress, Retriever
+from rayapp.serve._deployments import FunnelRetriever, Generator, Ingress, PostRanker, Retriever
 
 __all__ = ["build_app", "app_builder", "start_app", "APP_NAME"]
 
@@ -26,7 +28,14 @@ APP_NAME = "rayapp"
 def build_app(cfg: AppConfig, index_path: str | Path) -> serve.Application:
     opts = {"ray_actor_options": {"num_cpus": cfg.num_cpus_per_replica},
             "max_ongoing_requests": cfg.max_ongoing_requests}
-    retriever = serve.deployment(Retriever).options(name="Retriever", **opts).bind(str(index_path), cfg.retriever)
+    if cfg.retriever.kind == "funnel":
+        f = cfg.retriever.funnel
+        post = (serve.deployment(PostRanker).options(name="PostRanker", **opts).bind(
+            f.reranker, f.reranker_max_length, f.rerank_batch_size) if f.post_ranker == "cross" else None)
+        retriever = serve.deployment(FunnelRetriever).options(name="Retriever", **opts).bind(
+            str(index_path), cfg.retriever, post)
+    else:
+        retriever = serve.deployment(Retriever).options(name="Retriever", **opts).bind(str(index_path), cfg.retriever)
     generator = serve.deployment(Generator).options(name="Generator", **opts).bind(cfg.generator)
     return Ingress.options(name="Ingress", **opts).bind(retriever, generator, cfg.limits, cfg.retriever.top_k)
 

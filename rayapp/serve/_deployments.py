@@ -46,6 +46,55 @@ class Retriever:
         return {"passages": self.n_passages}
 
 
+class PostRanker:
+    """The funnel's highest-capacity stage: a cross-encoder scoring (question, passage) pairs."""
+
+    def __init__(self, reranker: str, max_length: int, batch_size: int):
+        from rayapp.rerank import CrossEncoder
+
+        self.cross, self.batch_size = CrossEncoder.from_pretrained(reranker, max_length), batch_size
+
+    def score(self, question: str, texts: list[str]) -> list[float]:
+        return self.cross.score(question, texts, self.batch_size).tolist() if texts else []
+
+
+class FunnelRetriever:
+    """FunnelRAG over a funnel index: cluster BM25 and the document pre-ranker run here, the passage
+    post-ranker in its own deployment (``post_ranker`` handle) when it is the cross-encoder."""
+
+    def __init__(self, index_path: str, cfg: RetrieverConfig, post_ranker: Optional[DeploymentHandle] = None):
+        from rayapp.index import LoadedIndex
+        from rayapp.models import load_sentence_transformer
+        from rayapp.retrieve.funnel import FunnelRetriever as _Funnel
+
+        index = LoadedIndex(index_path)
+        emb = index.manifest["embedder"]
+        model = load_sentence_transformer(emb["path"], emb["max_seq_length"])
+        self.post_ranker = post_ranker if cfg.funnel.post_ranker == "cross" else None
+        self.funnel = _Funnel(index, cfg.funnel, lambda q: model.encode(q, normalize_embeddings=True),
+                              remote_post=self.post_ranker is not None)
+        self.n_passages = len(index)
+
+    async def retrieve(self, question: str, top_k: int) -> dict[str, Any]:
+        from rayapp.retrieve.funnel import passage_hits, top_rows
+        from rayapp.types import StageTiming
+
+        if self.post_ranker is None:
+            hits, timings = self.funnel.retrieve(question, top_k)
+        else:
+            t, _, _, _, _, cand = self.funnel.coarse(question)
+            t0 = time.perf_counter()
+            texts = [self.funnel.index.texts[p] for p in cand]
+            scores = await self.post_ranker.score.remote(question, texts)
+            rows, kept = top_rows(cand, scores, top_k)
+            t.rows.append(StageTiming("passages_cross", round(time.perf_counter() - t0, 6), len(cand), len(rows)))
+            hits, timings = passage_hits(self.funnel.index, rows, kept, "funnel"), t.rows
+        return {"hits": [h.to_dict() for h in hits], "timings": [t.to_dict() for t in timings]}
+
+    def info(self) -> dict[str, Any]:
+        return {"passages": self.n_passages}
+
+
 class Generator:
     """The answer generator (a causal LM) behind a deployment."""
 

@@ -3,17 +3,16 @@
 import numpy as np
 import pytest
 
-from rayapp.config import EmbedConfig, FunnelConfig, IndexConfig
-from rayapp.index import LoadedIndex, build_index
+from rayapp.config import FunnelConfig
+from rayapp.index import LoadedIndex
 from rayapp.retrieve.funnel import FlatRetriever, FunnelRetriever, rollup_scores
 
 Q = "How do I write rows to a CSV file?"
 
 
 @pytest.fixture(scope="module")
-def funnel_index(small_corpus, home):
-    info = build_index(small_corpus, EmbedConfig(batch_size=32), IndexConfig(funnel=True), home)
-    return LoadedIndex(info.path)
+def ix(funnel_index):
+    return LoadedIndex(funnel_index.path)
 
 
 @pytest.fixture(scope="module")
@@ -22,15 +21,10 @@ def encode(minilm):
 
 
 @pytest.fixture(scope="module")
-def tiny_cross(tiny_bert_dir, tmp_path_factory):
-    import torch
-
+def tiny_cross(tiny_cross_dir):
     from rayapp.rerank import CrossEncoder
 
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("tiny-cross")
-    CrossEncoder.from_pretrained(tiny_bert_dir, num_labels=1).save(out)
-    return CrossEncoder.from_pretrained(out, 64)
+    return CrossEncoder.from_pretrained(tiny_cross_dir, 64)
 
 
 def test_rollup_hand_computed():
@@ -40,8 +34,7 @@ def test_rollup_hand_computed():
     assert rollup_scores([1.0, 3.0], ["a", "a"], 1.0) == {"a": 3.0}  # alpha = 1: max (MaxP)
 
 
-def test_id_maps_are_consistent(funnel_index):
-    ix = funnel_index
+def test_id_maps_are_consistent(ix):
     assert ix.manifest["counts"]["clusters"] == len(ix.cluster_ids) > 1
     # every document sits in exactly one cluster; every passage in its own document
     in_clusters = sorted(d for docs in ix.cluster_docs for d in docs)
@@ -55,8 +48,7 @@ def test_id_maps_are_consistent(funnel_index):
     np.testing.assert_allclose(np.linalg.norm(ix.doc_vectors, axis=1), 1.0, atol=1e-4)
 
 
-def test_counts_only_shrink_and_ids_nest(funnel_index, encode, tiny_cross):
-    ix = funnel_index
+def test_counts_only_shrink_and_ids_nest(ix, encode, tiny_cross):
     f = FunnelRetriever(ix, FunnelConfig(clusters=3, docs=5, passages=4, reranker="unused"), encode, tiny_cross)
     r = f.run(Q)
     stages = [t.stage for t in r.timings]
@@ -72,8 +64,7 @@ def test_counts_only_shrink_and_ids_nest(funnel_index, encode, tiny_cross):
     assert [h.id for h in hits] == [ix.ids[x] for x in r.passages[:2]] and hits[0].kind == "passage"
 
 
-def test_no_cutoffs_and_identical_scorers_equal_flat(funnel_index, encode, tiny_cross):
-    ix = funnel_index
+def test_no_cutoffs_and_identical_scorers_equal_flat(ix, encode, tiny_cross):
     n = len(ix)
     dense = FunnelRetriever(ix, FunnelConfig(clusters=None, docs=None, passages=None, pre_ranker="dense",
                                               post_ranker="dense"), encode)
@@ -90,13 +81,13 @@ def test_no_cutoffs_and_identical_scorers_equal_flat(funnel_index, encode, tiny_
     assert [h.id for h in cross.retrieve(Q, top_k=20)[0]] == [h.id for h in flat.retrieve(Q, top_k=20)[0]]
 
 
-def test_no_matching_term_sends_every_cluster_on(funnel_index, encode):
-    f = FunnelRetriever(funnel_index, FunnelConfig(clusters=2, docs=3, passages=2, post_ranker="dense"), encode)
+def test_no_matching_term_sends_every_cluster_on(ix, encode):
+    f = FunnelRetriever(ix, FunnelConfig(clusters=2, docs=3, passages=2, post_ranker="dense"), encode)
     r = f.run("zzqxv qqzzx")
-    assert len(r.clusters) == len(funnel_index.cluster_ids) and len(r.passages) == 2
+    assert len(r.clusters) == len(ix.cluster_ids) and len(r.passages) == 2
 
 
-def test_errors_name_the_problem(small_index, funnel_index, encode):
+def test_errors_name_the_problem(small_index, ix, encode):
     with pytest.raises(ValueError, match="unknown ranker 'bogus'"):
         FunnelConfig(pre_ranker="bogus")
     with pytest.raises(ValueError, match="a 'cross' ranker needs the cross-encoder folder"):
@@ -104,6 +95,6 @@ def test_errors_name_the_problem(small_index, funnel_index, encode):
     with pytest.raises(ValueError, match="built without funnel: true"):
         FunnelRetriever(LoadedIndex(small_index.path), FunnelConfig(post_ranker="dense"), encode)
     with pytest.raises(ValueError, match="needs a query encoder"):
-        FunnelRetriever(funnel_index, FunnelConfig(post_ranker="dense"))
+        FunnelRetriever(ix, FunnelConfig(post_ranker="dense"))
     with pytest.raises(ValueError, match="mode must be bm25, dense or dense_rerank"):
-        FlatRetriever(funnel_index, "sparse")
+        FlatRetriever(ix, "sparse")

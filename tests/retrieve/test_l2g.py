@@ -2,10 +2,10 @@
 
 import pytest
 
-from rayapp.config import EmbedConfig, FunnelConfig, IndexConfig
-from rayapp.index import LoadedIndex, build_index
+from rayapp.config import FunnelConfig
+from rayapp.index import LoadedIndex
 from rayapp.retrieve.funnel import FunnelRetriever, rollup_scores
-from rayapp.retrieve.l2g import l2g_kl, l2g_rows, train_l2g
+from rayapp.retrieve.l2g import l2g_kl, l2g_rows, read_queries, train_l2g
 
 QUERIES = ["How do I write rows to a CSV file?", "Parse a JSON document into Python objects",
            "Create a temporary directory that is removed afterwards", "Which dialect options does the csv reader take?",
@@ -13,8 +13,8 @@ QUERIES = ["How do I write rows to a CSV file?", "Parse a JSON document into Pyt
 
 
 @pytest.fixture(scope="module")
-def funnel(small_corpus, home, minilm):
-    ix = LoadedIndex(build_index(small_corpus, EmbedConfig(batch_size=32), IndexConfig(funnel=True), home).path)
+def funnel(funnel_index, minilm):
+    ix = LoadedIndex(funnel_index.path)
     # teacher: the bi-encoder on passages; the pre-ranker learns to order documents by its roll-up
     return FunnelRetriever(ix, FunnelConfig(clusters=3, docs=4, post_ranker="dense"),
                            lambda q: minilm.encode(q, normalize_embeddings=True))
@@ -41,3 +41,12 @@ def test_l2g_training_lowers_the_kl(ray_session, funnel, tmp_path):
                     torch_threads=2, max_doc_tokens=128)
     after = l2g_kl(out["path"], rows, tau_s=0.05, max_doc_tokens=128)
     assert after < before, (before, after)
+
+
+def test_read_queries_names_the_bad_line(tmp_path):
+    p = tmp_path / "q.jsonl"
+    p.write_text('{"query": "a"}\nplain question\n\n{"question": "b"}\n{"id": 3}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"q.jsonl:5: no 'query', 'question' or 'text' field"):
+        read_queries(p)
+    p.write_text('{"query": "a"}\nplain question\n{"question": "b"}\n', encoding="utf-8")
+    assert read_queries(p) == ["a", "plain question", "b"]
