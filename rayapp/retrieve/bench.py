@@ -143,7 +143,7 @@ class BenchANNConfig(StrictModel):
     n: int = 1_000_000
     dim: int = 384
     centers: int = 2000
-    spread: float = 0.6
+    spread: float = 1.0
     queries: int = 1000
     k: int = 10
     factories: list[str] = ["IVF4096,Flat", "HNSW32"]

@@ -95,3 +95,11 @@ def test_registry():
     assert LOSSES["infonce"] is info_nce_loss and LOSSES["focal"] is focal_info_nce_loss
     with pytest.raises(ValueError, match="already registered"):
         register_loss("focal")(lambda *a, **k: None)
+
+
+def test_listwise_rerank_loss_hand_computed():
+    from rayapp.train.losses import listwise_rerank_loss
+
+    s = torch.tensor([[2.0, 0.0, 1.0], [0.0, 0.0, 0.0]])
+    expect = -(math.log(math.exp(2) / (math.exp(2) + 1 + math.exp(1))) + math.log(1 / 3)) / 2
+    assert float(listwise_rerank_loss(s)) == pytest.approx(expect, rel=1e-6)
