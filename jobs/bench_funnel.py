@@ -21,9 +21,10 @@ def _plot(res: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for name, r in res["systems"].items():
+    for i, (name, r) in enumerate(res["systems"].items()):
         ax.scatter(r["s_per_query"], 100 * r["recall"], s=40)
-        ax.annotate(name, (r["s_per_query"], 100 * r["recall"]), fontsize=8, xytext=(4, 4), textcoords="offset points")
+        ax.annotate(name, (r["s_per_query"], 100 * r["recall"]), fontsize=8, xytext=(4, 4 if i % 2 else -10),
+                    textcoords="offset points")
     ax.set_xlabel("seconds per query (2 CPU cores)")
     ax.set_ylabel("gold-abstract recall in top passages (%)")
     ax.set_title(f"{res['corpus']['passages']:,} passages, {res['queries']} queries")
