@@ -85,7 +85,8 @@ def build_index(corpus: CorpusInfo, embed: EmbedConfig, cfg: IndexConfig, home: 
     key = stable_hash(embedder, cfg.model_dump(mode="json"))
     timings = {}
     t0 = time.perf_counter()
-    vectors, n_reused = _embed_reusing(texts, hashes, embed, _previous_index(Path(home), key))
+    prev = _previous_index(Path(home), key)
+    vectors, n_reused = _embed_reusing(texts, hashes, embed, prev)
     timings["embed_s"] = round(time.perf_counter() - t0, 3)
     with staging_dir(final) as tmp:
         t0 = time.perf_counter()
@@ -99,7 +100,6 @@ def build_index(corpus: CorpusInfo, embed: EmbedConfig, cfg: IndexConfig, home: 
         timings["bm25_s"] = round(time.perf_counter() - t0, 3)
         if cfg.funnel:
             t0 = time.perf_counter()
-            prev = _previous_index(Path(home), key)
             counts_funnel = _build_funnel(corpus, embed, tmp / "funnel", prev / "funnel" if prev else None)
             timings["funnel_s"] = round(time.perf_counter() - t0, 3)
         np.save(tmp / "embeddings.npy", vectors)

@@ -75,6 +75,7 @@ def _train_loop(config: dict[str, Any]) -> None:
     ce = CrossEncoder.from_pretrained(config["init"], cfg.max_length, num_labels=1)
     ce.model.train()
     model = prepare_model(ce.model)
+    inner = model.module if hasattr(model, "module") else model  # DDP wraps it when world > 1
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)) * max(0.0, 1 - s / cfg.steps))
@@ -86,7 +87,7 @@ def _train_loop(config: dict[str, Any]) -> None:
     if ckpt:
         with ckpt.as_directory() as d:
             state = torch.load(Path(d) / "state.pt", weights_only=False)
-        (model.module if hasattr(model, "module") else model).load_state_dict(state["model"])
+        inner.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
         start = int(state["step"])
@@ -121,14 +122,13 @@ def _train_loop(config: dict[str, Any]) -> None:
         if (step + 1) % cfg.checkpoint_every == 0 or done:
             with tempfile.TemporaryDirectory() as tmp:
                 if rank == 0:
-                    inner = model.module if hasattr(model, "module") else model
                     torch.save({"model": inner.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                                 "step": step + 1}, Path(tmp) / "state.pt")
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp) if rank == 0 else None)
     if rank == 0:
         from rayapp._internal.artifacts import staging_dir, write_json_atomic
 
-        ce.model = model.module if hasattr(model, "module") else model
+        ce.model = inner
         with staging_dir(Path(config["final"])) as tmp:
             ce.save(tmp)
             write_json_atomic(tmp / "manifest.json", {"kind": "reranker", "init": config["init"], "steps": cfg.steps,

@@ -61,11 +61,13 @@ def test_new_corpus_version_embeds_only_new_passages(ray_session, tmp_path):
     (src / "b.md").write_text("The generator cites the passages it was given.", encoding="utf-8")
     cfg = CorpusConfig(kind="folder", path=src)
     embed = EmbedConfig(batch_size=8)
-    first = build_index(build_corpus(cfg, tmp_path), embed, IndexConfig(), tmp_path)
-    assert first.manifest["counts"]["embedded"] == 2
+    first = build_index(build_corpus(cfg, tmp_path), embed, IndexConfig(funnel=True), tmp_path)
+    assert first.manifest["counts"]["embedded"] == 2 and first.manifest["counts"]["documents_embedded"] == 2
     (src / "c.md").write_text("A third page about the index service.", encoding="utf-8")
-    second = build_index(build_corpus(cfg, tmp_path), embed, IndexConfig(), tmp_path)
-    assert (second.manifest["counts"]["embedded"], second.manifest["counts"]["reused_vectors"]) == (1, 2)
+    second = build_index(build_corpus(cfg, tmp_path), embed, IndexConfig(funnel=True), tmp_path)
+    c = second.manifest["counts"]
+    assert (c["embedded"], c["reused_vectors"]) == (1, 2)
+    assert (c["documents_embedded"], c["reused_doc_vectors"]) == (1, 2)  # documents' vectors reused too
     ix = LoadedIndex(second.path)
     from rayapp.models import load_sentence_transformer
 
