@@ -95,11 +95,17 @@ class ClusterConfig(StrictModel):
     """Grouping documents into clusters of at most ``max_tokens`` tokens (FunnelRAG: 4K).
 
     ``by: source`` groups by the source's own grouping (module, folder, a cluster field); ``kmeans``
-    by faiss k-means on document embeddings; ``auto`` uses the source grouping where every document
+    by faiss k-means on document features; ``auto`` uses the source grouping where every document
     has one, else k-means. A group over the budget is split in source order; a single document over
-    the budget is a cluster of its own."""
+    the budget is a cluster of its own.
+
+    ``features`` picks what k-means clusters: ``embedding`` (the default embedder over title and the
+    first 1,000 characters; semantic, but it costs one embedding per document) or ``tfidf``
+    (TF-IDF reduced to 256 dimensions by truncated SVD; lexical and near-free, which suits the BM25
+    cluster stage and corpora of 10^5+ documents)."""
 
     by: Literal["auto", "source", "kmeans"] = "auto"
+    features: Literal["embedding", "tfidf"] = "embedding"
     max_tokens: int = Field(default=4096, ge=16)
     kmeans_iters: int = Field(default=20, ge=1)
 

@@ -82,7 +82,7 @@ def test_job_configs_load():
     from rayapp.train.config import SoupConfig, TrainEmbedderConfig, TrainRerankerConfig
 
     for name, model in [("train_reranker.yaml", TrainRerankerConfig), ("train_l2g.yaml", L2GConfig),
-                        ("bench_reranker.yaml", BenchRerankerConfig), ("bench_funnel.yaml", BenchFunnelConfig),
+                        ("bench_reranker.yaml", BenchRerankerConfig), ("bench_funnel.yaml", BenchFunnelConfig), ("bench_funnel_scale.yaml", BenchFunnelConfig),
                         ("bench_ann.yaml", BenchANNConfig), ("build_corpus.yaml", BuildCorpusConfig), ("bench_embed.yaml", BenchEmbedConfig),
                         ("bench_stream.yaml", BenchStreamConfig), ("train_embedder.yaml", TrainEmbedderConfig),
                         ("soup.yaml", SoupConfig), ("bench_train_quality.yaml", BenchQualityConfig),

@@ -58,3 +58,17 @@ def kmeans_groups(vectors: np.ndarray, n_tokens: Sequence[int], max_tokens: int,
     km.train(np.ascontiguousarray(vectors, dtype=np.float32))
     _, assign = km.index.search(np.ascontiguousarray(vectors, dtype=np.float32), 1)
     return [f"kmeans-{int(c)}" for c in assign[:, 0]]
+
+
+def tfidf_features(texts: Sequence[str], dim: int = 256, seed: int = 0) -> np.ndarray:
+    """Unit-length TF-IDF vectors of ``texts`` (sublinear tf, English stop words dropped) reduced
+    to at most ``dim`` dimensions by truncated SVD (latent semantic analysis)."""
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    x = TfidfVectorizer(sublinear_tf=True, stop_words="english", min_df=2 if len(texts) > 50 else 1).fit_transform(texts)
+    k = min(dim, x.shape[1] - 1, len(texts) - 1)
+    if k < 1:
+        return np.ones((len(texts), 1), dtype=np.float32)
+    v = TruncatedSVD(n_components=k, random_state=seed).fit_transform(x).astype(np.float32)
+    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)

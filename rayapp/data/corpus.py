@@ -39,7 +39,7 @@ from ray.data.expressions import col
 from rayapp._internal.artifacts import read_manifest, staging_dir, write_json_atomic
 from rayapp._internal.hashing import stable_hash
 from rayapp.config import CorpusConfig
-from rayapp.data._clusters import kmeans_groups, pack_groups
+from rayapp.data._clusters import kmeans_groups, pack_groups, tfidf_features
 from rayapp.data._dedup import add_signatures, find_duplicates
 from rayapp.data._sources import item_digest, list_items, read_item
 from rayapp.data._text import chunk_spans, passage_text
@@ -249,10 +249,14 @@ def build_corpus(cfg: CorpusConfig, home: Path) -> CorpusInfo:
         if by == "auto":
             by = "source" if (meta["cluster_key"] != "").all() else "kmeans"
         if by == "kmeans":
-            from rayapp.config import EmbedConfig
-            from rayapp.data.embed import embed_texts
+            doc_texts = [f"{t}. {x[:1000]}" for t, x in zip(meta["title"], meta["text"])]
+            if cfg.clusters.features == "tfidf":
+                vecs = tfidf_features(doc_texts)
+            else:
+                from rayapp.config import EmbedConfig
+                from rayapp.data.embed import embed_texts
 
-            vecs = embed_texts([f"{t}. {x[:1000]}" for t, x in zip(meta["title"], meta["text"])], EmbedConfig())
+                vecs = embed_texts(doc_texts, EmbedConfig())
             group_keys = kmeans_groups(vecs, meta["n_tokens"].tolist(), cfg.clusters.max_tokens, cfg.clusters.kmeans_iters)
         else:
             group_keys = meta["cluster_key"].tolist()

@@ -6,7 +6,8 @@ Funnel vs flat: a corpus built by the corpus job from PubMedQA's 1,000 abstracts
 generated distractor documents (a word-bigram model of the same abstracts: same vocabulary, no
 copied sentence) to reach a scale corpus. A question's gold document is its own abstract; a system
 *recalls* it when one of its ``top_k`` passages comes from that abstract. Every system runs on the
-same queries, one after the other, one query at a time.
+same queries, one query at a time, interleaved (query 1 through every system, then query 2 ...),
+so a change in machine load during the run reaches every system alike.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import numpy as np
 
@@ -34,6 +35,7 @@ class BenchFunnelConfig(StrictModel):
     flat_candidates: list[int] = [100, 32]
     embed: EmbedConfig = EmbedConfig(actors=2, num_cpus_per_actor=1.0, torch_threads=1)
     cluster_tokens: int = 4096
+    cluster_features: Literal["embedding", "tfidf"] = "embedding"
     torch_threads: int = 2
     seed: int = 0
     results_dir: Path = Path("results/bench_funnel")
@@ -75,7 +77,8 @@ def _build(cfg: BenchFunnelConfig, qa) -> Any:
     tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     tmp.replace(src)
     corpus = build_corpus(CorpusConfig(kind="jsonl", path=src, dedup={"near": False},
-                                       clusters=ClusterConfig(by="kmeans", max_tokens=cfg.cluster_tokens)), cfg.home)
+                                       clusters=ClusterConfig(by="kmeans", features=cfg.cluster_features,
+                                                                             max_tokens=cfg.cluster_tokens)), cfg.home)
     return build_index(corpus, cfg.embed, IndexConfig(funnel=True), cfg.home)
 
 
@@ -111,21 +114,23 @@ def bench_funnel(cfg: BenchFunnelConfig) -> dict[str, Any]:
     }
     encode("warm up")
     cross.score("warm up", ["warm up"])
-    out: dict[str, Any] = {}
-    for name, system in systems.items():
-        hits_ok, secs, stages, reranked = [], [], {}, []
-        for q in queries:
+    per: dict[str, dict[str, list]] = {name: {"ok": [], "s": [], "cross": [], "stages": {}} for name in systems}
+    for q in queries:  # interleaved: every system sees the same machine load
+        for name, system in systems.items():
             t0 = time.perf_counter()
             hits, timings = system.retrieve(q["text"], top_k=cfg.top_k)
-            secs.append(time.perf_counter() - t0)
-            hits_ok.append(any(h.title == f"PMID {q['qid']}" for h in hits))
+            p = per[name]
+            p["s"].append(time.perf_counter() - t0)
+            p["ok"].append(any(h.title == f"PMID {q['qid']}" for h in hits))
             for t in timings:
-                stages.setdefault(t.stage, []).append((t.seconds, t.n_in, t.n_out))
-            reranked.append(sum(t.n_in for t in timings if t.stage.endswith("_cross")))
-        out[name] = {"recall": float(np.mean(hits_ok)), "s_per_query": float(np.mean(secs)),
-                     "passages_cross_encoded": float(np.mean(reranked)),
-                     "stages": {s: {"s": float(np.mean([v[0] for v in vals])), "n_in": float(np.mean([v[1] for v in vals])),
-                                    "n_out": float(np.mean([v[2] for v in vals]))} for s, vals in stages.items()}}
+                p["stages"].setdefault(t.stage, []).append((t.seconds, t.n_in, t.n_out))
+            p["cross"].append(sum(t.n_in for t in timings if t.stage.endswith("_cross")))
+    out: dict[str, Any] = {
+        name: {"recall": float(np.mean(p["ok"])), "s_per_query": float(np.mean(p["s"])),
+               "s_per_query_median": float(np.median(p["s"])), "passages_cross_encoded": float(np.mean(p["cross"])),
+               "stages": {s: {"s": float(np.mean([v[0] for v in vals])), "n_in": float(np.mean([v[1] for v in vals])),
+                              "n_out": float(np.mean([v[2] for v in vals]))} for s, vals in p["stages"].items()}}
+        for name, p in per.items()}
     base = out[f"flat dense + rerank {cfg.flat_candidates[0]}"]
     for r in out.values():
         r["speedup_vs_flat_rerank"] = base["s_per_query"] / r["s_per_query"]

@@ -5,7 +5,7 @@ import pytest
 
 from rayapp.config import CorpusConfig
 from rayapp.data import EmptyCorpusError, build_corpus, load_documents, load_passages
-from rayapp.data._clusters import kmeans_groups, pack_groups
+from rayapp.data._clusters import kmeans_groups, pack_groups, tfidf_features
 
 
 def make_folder(root, docs, **cfg):
@@ -148,6 +148,17 @@ def test_kmeans_groups_separate_clear_clusters():
                            centers[1] + 0.01 * rng.standard_normal((10, 8))]).astype(np.float32)
     keys = kmeans_groups(vecs, [100] * 20, max_tokens=1000)
     assert len(set(keys)) == 2 and len(set(keys[:10])) == 1 and len(set(keys[10:])) == 1
+
+
+def test_tfidf_features_cluster_documents_by_topic():
+    import numpy as np
+
+    sport = [f"the team won the football match {i} with a late goal from the striker" for i in range(12)]
+    cells = [f"the protein binds the receptor in cell line {i} and the kinase activity rises" for i in range(12)]
+    vecs = tfidf_features(sport + cells)
+    assert vecs.shape[0] == 24 and np.allclose(np.linalg.norm(vecs, axis=1), 1, atol=1e-5)
+    keys = kmeans_groups(vecs, [1000] * 24, max_tokens=12000)
+    assert len(set(keys[:12])) == 1 and len(set(keys[12:])) == 1 and keys[0] != keys[12]
 
 
 def test_jsonl_beir_and_parquet_kinds(ray_session, tmp_path):
