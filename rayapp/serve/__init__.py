@@ -37,7 +37,8 @@ def build_app(cfg: AppConfig, index_path: str | Path) -> serve.Application:
     else:
         retriever = serve.deployment(Retriever).options(name="Retriever", **opts).bind(str(index_path), cfg.retriever)
     generator = serve.deployment(Generator).options(name="Generator", **opts).bind(cfg.generator)
-    return Ingress.options(name="Ingress", **opts).bind(retriever, generator, cfg.limits, cfg.retriever.top_k)
+    return Ingress.options(name="Ingress", **opts).bind(retriever, generator, cfg.limits, cfg.retriever.top_k,
+                                                         cfg.generator)
 
 
 def app_builder(args: dict[str, Any]) -> serve.Application:

@@ -8,17 +8,19 @@ stage; no response carries a stack trace.
 
 import logging
 import time
-from typing import Any, Optional
+import json
+import uuid
+from typing import Any, Literal, Optional, Union
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from rayapp.config import GeneratorConfig, LimitsConfig, RetrieverConfig
+from rayapp.config import Demo, GeneratorConfig, LimitsConfig, RetrieverConfig
 from rayapp.types import Hit
 
 log = logging.getLogger("rayapp.serve")
@@ -96,15 +98,96 @@ class FunnelRetriever:
 
 
 class Generator:
-    """The answer generator (a causal LM) behind a deployment."""
+    """The generator behind a deployment: the RAG answerer (``generate``), OpenAI-style chat
+    completions batched across concurrent requests (``chat``, ``@serve.batch``), token streaming
+    (``chat_stream``) and PICA (``pica``). One model per replica, shared by all four."""
 
     def __init__(self, cfg: GeneratorConfig):
-        from rayapp.generate import Generator as _Generator
+        from rayapp.generate import Generator as _Rag
+        from rayapp.generate import HFBackend, make_backend
 
-        self.gen = _Generator(cfg)
+        self.cfg = cfg
+        self.engine = make_backend(cfg)
+        self.is_hf = isinstance(self.engine, HFBackend)
+        self.rag = _Rag(cfg, self.engine.tok, self.engine.model) if self.is_hf else None
+        self.chat.set_max_batch_size(cfg.max_batch_size)
+        self.chat.set_batch_wait_timeout_s(cfg.batch_wait_timeout_s)
+        self._pica = None
+        self._task_vectors: dict[str, Any] = {}
+        self.batch_sizes: list[int] = []
 
     def generate(self, question: str, hits: list[dict[str, Any]], max_new_tokens: Optional[int]) -> dict[str, Any]:
-        return self.gen.generate(question, [Hit(**h) for h in hits], max_new_tokens)
+        if self.rag is not None:
+            return self.rag.generate(question, [Hit(**h) for h in hits], max_new_tokens)
+        from rayapp.generate import Sampling, build_messages, parse_citations
+
+        t0 = time.perf_counter()
+        messages, used = build_messages(question, [Hit(**h) for h in hits], self.cfg)
+        c = self.engine.complete([(messages, Sampling(max_tokens=max_new_tokens or self.cfg.max_new_tokens))])[0]
+        return {"text": c.text, "citations": parse_citations(c.text, used), "context_ids": [h.id for h in used],
+                "n_prompt_tokens": c.prompt_tokens, "n_new_tokens": c.completion_tokens,
+                "seconds": round(time.perf_counter() - t0, 6)}
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.05)
+    async def chat(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        import asyncio
+
+        from rayapp.generate import ChatMessage, Sampling
+
+        batch = [([ChatMessage(**m) for m in r["messages"]], Sampling(**r["sampling"])) for r in requests]
+        self.batch_sizes.append(len(batch))
+        out = await asyncio.to_thread(self.engine.complete, batch)
+        return [c.to_dict() for c in out]
+
+    def chat_stream(self, request: dict[str, Any]):
+        from rayapp.generate import ChatMessage, Sampling
+
+        yield from self.engine.stream([ChatMessage(**m) for m in request["messages"]], Sampling(**request["sampling"]))
+
+    def stats(self) -> dict[str, Any]:
+        return {"batch_sizes": list(self.batch_sizes)}
+
+    def _pica_model(self):
+        if self._pica is None:
+            from rayapp.generate import Pica
+
+            if not self.is_hf:
+                raise ValueError("pica: needs generator.backend 'hf' (it hooks the model's o_proj layers)")
+            self._pica = Pica(self.engine.tok, self.engine.model, self.cfg.pica)
+        return self._pica
+
+    def _task_vector(self, task: str):
+        if task not in self._task_vectors:
+            from rayapp.generate import TaskVectorStore
+            from rayapp.models import model_cache_dir
+
+            p, demos = self._pica_model(), self.cfg.pica_tasks[task]
+            store = TaskVectorStore(self.cfg.pica_vectors_dir or model_cache_dir() / "pica")
+            key = p.task_key(demos)
+            vec = store.load(task, key)
+            if vec is None:
+                vec = p.task_vector(demos)
+                store.save(task, key, vec, {"model": self.cfg.model, "demos": len(demos)})
+            self._task_vectors[task] = vec
+        return self._task_vectors[task]
+
+    async def pica(self, request: dict[str, Any]) -> dict[str, Any]:
+        """PICA over the last user message (the system message, if any, replaces PICA's)."""
+        import asyncio
+
+        from rayapp.config import Demo
+
+        p = self._pica_model()
+        opts = request["pica"]
+        task = opts.get("task")
+        demos = [Demo(**d) for d in opts["demos"]] if opts.get("demos") else self.cfg.pica_tasks[task]
+        vector = self._task_vector(task) if (opts.get("mode") or self.cfg.pica.mode) == "task" else None
+        system = next((m["content"] for m in request["messages"] if m["role"] == "system"), None)
+        query = request["messages"][-1]["content"]
+        r = await asyncio.to_thread(p.generate, query, demos, request["sampling"]["max_tokens"], system, vector)
+        return {"text": r.text, "finish_reason": r.finish_reason, "prompt_tokens": r.prompt_tokens,
+                "completion_tokens": len(r.token_ids), "pica": {"stage": r.stage, "kv_cache": r.cache_len,
+                                                                 "seconds": r.seconds}}
 
 
 # ------------------------------------------------------------------------------------------ ingress
@@ -119,6 +202,38 @@ class RetrieveRequest(_Request):
 
 class QueryRequest(RetrieveRequest):
     max_new_tokens: Optional[int] = Field(default=None, ge=1)
+
+
+class _Message(_Request):
+    role: Literal["system", "user", "assistant"]
+    content: StrictStr
+
+
+class _PicaOptions(_Request):
+    """PICA for this request: a configured ``task`` (its demonstrations; with ``mode: task`` its
+    cached task vector) or inline ``demos``."""
+
+    task: Optional[str] = None
+    demos: Optional[list[Demo]] = Field(default=None, min_length=1)
+    mode: Optional[Literal["query", "task"]] = None
+
+
+class ChatCompletionRequest(_Request):
+    """OpenAI's chat completion request (the fields rayapp honours; any other is an error)."""
+
+    model: str
+    messages: list[_Message] = Field(min_length=1)
+    max_tokens: Optional[int] = Field(default=None, ge=1)
+    max_completion_tokens: Optional[int] = Field(default=None, ge=1)
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    seed: Optional[int] = None
+    stop: Optional[Union[StrictStr, list[StrictStr]]] = None
+    n: int = Field(default=1, ge=1, le=1)
+    stream: bool = False
+    stream_options: Optional[dict[str, Any]] = None
+    user: Optional[str] = None
+    pica: Optional[_PicaOptions] = None
 
 
 def _error(status: int, type_: str, message: str, field: Optional[str] = None) -> JSONResponse:
@@ -165,12 +280,16 @@ def _limit(field: str, value: Optional[int], bound: int, unit: str = "") -> None
 @serve.deployment
 @serve.ingress(api)
 class Ingress:
-    """HTTP face of the app: ``/healthz``, ``/v1/retrieve``, ``/v1/query``."""
+    """HTTP face of the app: ``/healthz``, ``/v1/retrieve``, ``/v1/query``, and the OpenAI-compatible
+    ``/v1/models`` and ``/v1/chat/completions`` (SSE streaming with ``stream: true``)."""
 
     def __init__(self, retriever: DeploymentHandle, generator: DeploymentHandle, limits: LimitsConfig,
-                 default_top_k: int):
+                 default_top_k: int, generator_cfg: Optional[GeneratorConfig] = None):
         self.retriever, self.generator = retriever, generator
         self.limits, self.default_top_k = limits, default_top_k
+        self.gen_cfg = generator_cfg or GeneratorConfig()
+        self.model_id = self.gen_cfg.served_name or self.gen_cfg.model
+        self.created = int(time.time())
 
     def _check(self, req: RetrieveRequest) -> int:
         if not req.question.strip():
@@ -225,3 +344,95 @@ class Ingress:
             "context_ids": gen["context_ids"],
             "timings": timings,
         }
+
+    # ------------------------------------------------------------------------ OpenAI-compatible
+    @api.get("/v1/models")
+    async def models(self) -> dict[str, Any]:
+        return {"object": "list", "data": [{"id": self.model_id, "object": "model", "created": self.created,
+                                            "owned_by": "rayapp"}]}
+
+    def _chat_payload(self, req: ChatCompletionRequest) -> dict[str, Any]:
+        if req.model != self.model_id:
+            raise HTTPException(404, {"type": "model_not_found", "field": "model",
+                                      "message": f"model: {req.model!r} is not served here (serving {self.model_id!r})"})
+        if req.max_tokens is not None and req.max_completion_tokens is not None:
+            raise HTTPException(422, {"type": "invalid_request", "field": "max_tokens",
+                                      "message": "max_tokens: give max_tokens or max_completion_tokens, not both"})
+        max_tokens = req.max_tokens or req.max_completion_tokens
+        _limit("max_tokens", max_tokens, self.limits.max_new_tokens)
+        chars = sum(len(m.content) for m in req.messages)
+        _limit("messages", chars, self.limits.max_prompt_chars, " characters in all")
+        stop = [req.stop] if isinstance(req.stop, str) else (req.stop or [])
+        if len(stop) > 4 or any(not s for s in stop):
+            raise HTTPException(422, {"type": "invalid_request", "field": "stop",
+                                      "message": "stop: at most 4 non-empty strings"})
+        payload: dict[str, Any] = {
+            "messages": [m.model_dump() for m in req.messages],
+            "sampling": {"max_tokens": max_tokens or self.gen_cfg.max_new_tokens, "temperature": req.temperature,
+                         "top_p": req.top_p, "seed": req.seed, "stop": stop}}
+        if req.pica is not None:
+            p = req.pica
+            where = None
+            if req.stream:
+                where = ("stream", "stream: PICA answers are not streamed; send stream: false")
+            elif req.messages[-1].role != "user":
+                where = ("messages", "messages: PICA answers the last message, which must be the user's")
+            elif (p.task is None) == (p.demos is None):
+                where = ("pica", "pica: give exactly one of task or demos")
+            elif p.task is not None and p.task not in self.gen_cfg.pica_tasks:
+                where = ("pica.task", f"pica.task: unknown task {p.task!r} "
+                                      f"(configured: {sorted(self.gen_cfg.pica_tasks)})")
+            elif (p.mode or self.gen_cfg.pica.mode) == "task" and p.task is None:
+                where = ("pica.mode", "pica.mode: 'task' needs a configured task (its vector is cached per task)")
+            elif req.temperature > 0:
+                where = ("temperature", "temperature: PICA decodes greedily; send temperature 0")
+            if where:
+                raise HTTPException(422, {"type": "invalid_request", "field": where[0], "message": where[1]})
+            payload["pica"] = p.model_dump(mode="json")
+        return payload
+
+    def _completion(self, out: dict[str, Any]) -> dict[str, Any]:
+        body = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
+                "model": self.model_id,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": out["text"]},
+                             "finish_reason": out["finish_reason"]}],
+                "usage": {"prompt_tokens": out["prompt_tokens"], "completion_tokens": out["completion_tokens"],
+                          "total_tokens": out["prompt_tokens"] + out["completion_tokens"]}}
+        if "pica" in out:
+            body["pica"] = out["pica"]
+        return body
+
+    @api.post("/v1/chat/completions")
+    async def chat_completions(self, req: ChatCompletionRequest):
+        payload = self._chat_payload(req)
+        if "pica" in payload:
+            return self._completion(await self._call("generator", self.generator.pica, payload))
+        if not req.stream:
+            return self._completion(await self._call("generator", self.generator.chat, payload))
+        cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        usage_wanted = bool((req.stream_options or {}).get("include_usage"))
+
+        def chunk(delta: dict[str, Any], finish: Optional[str], usage: Optional[dict] = None) -> str:
+            body: dict[str, Any] = {"id": cid, "object": "chat.completion.chunk", "created": created,
+                                    "model": self.model_id,
+                                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            if usage is not None:
+                body["usage"] = usage
+            return f"data: {json.dumps(body)}\n\n"
+
+        async def events():
+            yield chunk({"role": "assistant", "content": ""}, None)
+            try:
+                async for piece in self.generator.options(stream=True).chat_stream.remote(payload):
+                    if "delta" in piece:
+                        yield chunk({"content": piece["delta"]}, None)
+                    else:
+                        u = piece["usage"]
+                        usage = {**u, "total_tokens": u["prompt_tokens"] + u["completion_tokens"]}
+                        yield chunk({}, piece["finish_reason"], usage if usage_wanted else None)
+            except Exception as e:  # the stream has started: report in-band, as OpenAI does
+                log.exception("generator stream failed")
+                yield f"data: {json.dumps({'error': {'type': 'stage_unavailable', 'stage': 'generator', 'message': f'generator failed: {type(e).__name__}'}})}\n\n"
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
