@@ -7,19 +7,24 @@ from rayapp.config import AppConfig
 
 
 @pytest.fixture(scope="module")
-def app_url(ray_session, small_index, smollm2_dir, serve_port):
+def app_url(ray_session, small_index, smollm2_dir, serve_port, tmp_path_factory):
     from ray import serve
 
     from rayapp.serve import APP_NAME, start_app
 
     cfg = AppConfig.model_validate({
-        "generator": {"model": smollm2_dir, "max_new_tokens": 24},
+        "generator": {"model": smollm2_dir, "max_new_tokens": 24, "served_name": "smollm2",
+                      "pica_tasks": {"define": DEMOS}, "pica_vectors_dir": str(tmp_path_factory.mktemp("pica"))},
         "retriever": {"top_k": 3},
         "limits": {"max_question_chars": 500, "max_top_k": 10, "max_new_tokens": 64},
         "http": {"port": serve_port},
     })
     yield start_app(cfg, small_index.path)
     serve.delete(APP_NAME)
+
+
+DEMOS = [{"query": "What is a list in Python?", "answer": "A list is an ordered, mutable sequence of values."},
+         {"query": "What is a dict in Python?", "answer": "A dict maps keys to values."}]
 
 
 def post(url, path, body, **kw):
@@ -83,3 +88,92 @@ def test_unknown_route_is_404_json(app_url):
 def test_openapi_is_served(app_url):
     paths = httpx.get(f"{app_url}/openapi.json").json()["paths"]
     assert {"/healthz", "/v1/retrieve", "/v1/query"} <= set(paths)
+
+
+# ------------------------------------------------------------------------------ OpenAI-compatible
+def chat(url, content="What is the capital of France?", **kw):
+    return post(url, "/v1/chat/completions", {"model": "smollm2", "messages": [{"role": "user", "content": content}],
+                                              **kw})
+
+
+def test_models_lists_the_served_model(app_url):
+    r = httpx.get(f"{app_url}/v1/models")
+    assert r.status_code == 200 and [m["id"] for m in r.json()["data"]] == ["smollm2"]
+
+
+def test_chat_completion(app_url):
+    r = chat(app_url, max_tokens=16)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["object"] == "chat.completion" and body["model"] == "smollm2"
+    choice = body["choices"][0]
+    assert "Paris" in choice["message"]["content"] and choice["message"]["role"] == "assistant"
+    assert choice["finish_reason"] in {"stop", "length"} and 0 < body["usage"]["completion_tokens"] <= 16
+    assert body["usage"]["total_tokens"] == body["usage"]["prompt_tokens"] + body["usage"]["completion_tokens"]
+
+
+def test_streaming_sends_the_same_text_as_sse(app_url):
+    import json
+
+    whole = chat(app_url, "Name three colours.", max_tokens=10).json()["choices"][0]["message"]["content"]
+    with httpx.stream("POST", f"{app_url}/v1/chat/completions", timeout=300,
+                      json={"model": "smollm2", "messages": [{"role": "user", "content": "Name three colours."}],
+                            "max_tokens": 10, "stream": True, "stream_options": {"include_usage": True}}) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        events = [line[len("data: "):] for line in r.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == whole
+    assert len(chunks) > 3 and chunks[-1]["choices"][0]["finish_reason"] and chunks[-1]["usage"]["completion_tokens"]
+
+
+def test_concurrent_requests_share_batches(app_url):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ray import serve
+
+    from rayapp.serve import APP_NAME
+
+    with ThreadPoolExecutor(6) as pool:
+        rs = list(pool.map(lambda i: chat(app_url, f"Count to {i + 2}.", max_tokens=6), range(6)))
+    assert all(r.status_code == 200 for r in rs)
+    sizes = serve.get_deployment_handle("Generator", APP_NAME).stats.remote().result()["batch_sizes"]
+    assert max(sizes) > 1, sizes
+
+
+def test_pica_request_per_query_and_per_task(app_url):
+    for pica in ({"demos": DEMOS}, {"task": "define"}, {"task": "define", "mode": "task"}):
+        r = chat(app_url, "What is a tuple in Python?", max_tokens=20, pica=pica)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["choices"][0]["message"]["content"].strip() and body["pica"]["stage"] in {"few_shot", "zero_shot"}
+        if body["pica"]["stage"] == "zero_shot":
+            assert body["pica"]["kv_cache"]["zero_shot"] < body["pica"]["kv_cache"]["few_shot"] + 20
+
+
+@pytest.mark.parametrize("body,status,field,needle", [
+    ({"model": "smollm2", "messages": []}, 422, "messages", "at least 1 item"),
+    ({"model": "gpt-9", "messages": [{"role": "user", "content": "hi"}]}, 404, "model", "'gpt-9' is not served"),
+    ({"model": "smollm2", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 65}, 422, "max_tokens",
+     "at most 64"),
+    ({"model": "smollm2", "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]}, 422,
+     "messages.0.content", "valid string"),
+    ({"model": "smollm2", "messages": [{"role": "robot", "content": "hi"}]}, 422, "messages.0.role", "'system'"),
+    ({"model": "smollm2", "messages": [{"role": "user", "content": "hi"}], "logit_bias": {}}, 422, "logit_bias",
+     "unknown field"),
+    ({"model": "smollm2", "messages": [{"role": "user", "content": "hi"}], "stop": ["a", "b", "c", "d", "e"]}, 422,
+     "stop", "at most 4"),
+    ({"model": "smollm2", "messages": [{"role": "user", "content": "hi"}], "pica": {"task": "nope"}}, 422,
+     "pica.task", "unknown task 'nope'"),
+    ({"model": "smollm2", "messages": [{"role": "user", "content": "hi"}], "pica": {"demos": DEMOS},
+      "stream": True}, 422, "stream", "not streamed"),
+    ({"model": "smollm2", "messages": [{"role": "user", "content": "hi"}], "pica": {"demos": DEMOS, "mode": "task"}},
+     422, "pica.mode", "needs a configured task"),
+    ({"model": "smollm2", "messages": [{"role": "user", "content": "x" * 30000}]}, 422, "messages", "at most 20000"),
+])
+def test_bad_chat_request_is_4xx_with_field(app_url, body, status, field, needle):
+    r = post(app_url, "/v1/chat/completions", body)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert err["field"] == field and needle in err["message"], err
