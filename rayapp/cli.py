@@ -26,6 +26,9 @@ JOBS = {
     "bench-reranker": ("jobs.bench_reranker", "benchmark: trained reranker vs the bi-encoder (TREC-QA, PubMedQA)"),
     "bench-funnel": ("jobs.bench_funnel", "benchmark: FunnelRAG vs flat retrieval, time and recall"),
     "bench-ann": ("jobs.bench_ann", "benchmark: faiss IVF / HNSW vs flat at 1M x 384"),
+    "pica-vectors": ("jobs.pica_vectors", "PICA: compute and store task-level ICL vectors"),
+    "bench-pica": ("jobs.bench_pica", "benchmark: PICA vs ICL vs zero-shot, time and agreement"),
+    "bench-batching": ("jobs.bench_batching", "benchmark: generator throughput at 1 vs 8 concurrent requests"),
 }
 
 

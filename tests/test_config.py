@@ -80,9 +80,13 @@ def test_job_configs_load():
     from rayapp.retrieve.bench import BenchANNConfig, BenchFunnelConfig
     from rayapp.retrieve.l2g import L2GConfig
     from rayapp.train.config import SoupConfig, TrainEmbedderConfig, TrainRerankerConfig
+    from rayapp.generate.bench import BenchBatchingConfig, BenchPicaConfig
+    from jobs.pica_vectors import PicaVectorsConfig
 
     for name, model in [("train_reranker.yaml", TrainRerankerConfig), ("train_l2g.yaml", L2GConfig),
-                        ("bench_reranker.yaml", BenchRerankerConfig), ("bench_funnel.yaml", BenchFunnelConfig), ("bench_funnel_scale.yaml", BenchFunnelConfig),
+                        ("bench_reranker.yaml", BenchRerankerConfig), ("bench_funnel.yaml", BenchFunnelConfig),
+                        ("bench_funnel_scale.yaml", BenchFunnelConfig), ("bench_pica.yaml", BenchPicaConfig),
+                        ("bench_batching.yaml", BenchBatchingConfig), ("pica_vectors.yaml", PicaVectorsConfig),
                         ("bench_ann.yaml", BenchANNConfig), ("build_corpus.yaml", BuildCorpusConfig), ("bench_embed.yaml", BenchEmbedConfig),
                         ("bench_stream.yaml", BenchStreamConfig), ("train_embedder.yaml", TrainEmbedderConfig),
                         ("soup.yaml", SoupConfig), ("bench_train_quality.yaml", BenchQualityConfig),

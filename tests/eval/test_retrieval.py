@@ -25,3 +25,14 @@ def test_missing_query_scores_zero_and_empty_qrels_fail():
     assert m["mrr"] == pytest.approx((1 / 3 + 0) / 2)
     with pytest.raises(ValueError, match="no query has a relevant document"):
         evaluate_run({"q3": {"n": 0}}, RUN)
+
+
+def test_rouge_l_and_prefix_agreement():
+    from rayapp.eval.text import prefix_agreement, rouge_l
+
+    assert rouge_l("the cat sat", "the cat sat") == 1.0
+    # LCS("a b c d", "a c d e") = 3 -> P = 3/4, R = 3/4
+    assert abs(rouge_l("a b c d", "a c d e") - 0.75) < 1e-9
+    assert rouge_l("", "x") == 0.0 and rouge_l("x y", "z") == 0.0
+    assert prefix_agreement([1, 2, 3], [1, 2, 4], n=32) == 2 / 3
+    assert prefix_agreement([1, 2], [1, 2, 3, 4], n=2) == 1.0 and prefix_agreement([], []) == 1.0

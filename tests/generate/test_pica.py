@@ -115,3 +115,19 @@ def test_model_without_o_proj_is_refused(tiny_bert_dir):
 
     with pytest.raises(ValueError, match="self_attn.o_proj"):
         Pica(AutoTokenizer.from_pretrained(tiny_bert_dir), AutoModel.from_pretrained(tiny_bert_dir))
+
+
+def test_pica_vectors_job_stores_and_reuses(tiny_lm_dir, tmp_path, capsys):
+    from jobs.pica_vectors import main
+
+    cfg = tmp_path / "pv.yaml"
+    cfg.write_text(f"model: {tiny_lm_dir}\npica:\n  mode: task\n  dummy_queries: ['a?', 'b?']\nout_dir: {tmp_path / 'v'}\n"
+                   "tasks:\n  qa:\n    - query: What is json?\n      answer: A text format.\n", encoding="utf-8")
+    assert main(["--config", str(cfg)]) == 0
+    assert "qa: vector (2, " in capsys.readouterr().out and (tmp_path / "v" / "qa.safetensors").is_file()
+    assert main(["--config", str(cfg)]) == 0
+    assert "qa: up to date" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"model: {tiny_lm_dir}\ntasks:\n  qa:\n    - query: q\n      answr: a\n", encoding="utf-8")
+    assert main(["--config", str(bad)]) != 0
+    assert "tasks.qa.0.answr: unknown key" in capsys.readouterr().err

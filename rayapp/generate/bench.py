@@ -1,0 +1,155 @@
+"""Benchmarks of the generate stage.
+
+- :func:`bench_pica`: PICA vs vanilla ICL vs zero-shot on PubMedQA long answers with the same
+  demonstrations (train-split questions with their abstracts and long answers), one query at a
+  time, the three modes interleaved per query. Time per answer, tokens/s, agreement with the ICL
+  output (ROUGE-L and the share of identical tokens among the first 32) and ROUGE-L to the
+  reference long answer.
+- :func:`bench_batching`: chat completion throughput of one Generator deployment with 1 vs N
+  concurrent requests (``@serve.batch`` sharing forward passes).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+from pydantic import Field
+
+from rayapp.config import Demo, GeneratorConfig, PicaConfig, RayConfig, StrictModel
+
+__all__ = ["BenchPicaConfig", "bench_pica", "pubmedqa_demos", "BenchBatchingConfig", "bench_batching"]
+
+
+class BenchPicaConfig(StrictModel):
+    data_dir: Optional[Path] = None
+    model: str = "smollm2"
+    demos: int = Field(default=3, ge=1)
+    queries: int = Field(default=20, ge=1)
+    context_words: int = Field(default=120, ge=10)
+    max_new_tokens: int = Field(default=128, ge=1)
+    pica: PicaConfig = PicaConfig()
+    torch_threads: int = 2
+    results_dir: Path = Path("results/bench_pica")
+
+
+def _query(item: dict[str, Any], doc_text: str, words: int) -> str:
+    return f"Context: {' '.join(doc_text.split()[:words])}\nQuestion: {item['text']}"
+
+
+def pubmedqa_demos(data_dir, n: int, words: int) -> tuple[list[Demo], list[tuple[str, str]]]:
+    """``n`` train-split demonstrations and the test split's (query, reference long answer)."""
+    from rayapp.data.sets import load_pubmedqa
+
+    out = []
+    for split in ("train", "test"):
+        qa = load_pubmedqa(data_dir, split)
+        text = {d["title"]: d["text"] for d in qa.docs}
+        out.append([(_query(q, text[f"PMID {q['qid']}"], words), q["answers"][1]) for q in qa.queries])
+    return [Demo(query=q, answer=a) for q, a in out[0][:n]], out[1]
+
+
+def bench_pica(cfg: BenchPicaConfig) -> dict[str, Any]:
+    import torch
+
+    from rayapp.eval.text import prefix_agreement, rouge_l
+    from rayapp.generate.pica import Pica
+    from rayapp.models import load_causal_lm
+
+    torch.set_num_threads(cfg.torch_threads)
+    tok, model = load_causal_lm(cfg.model)
+    p = Pica(tok, model, cfg.pica)
+    demos, test = pubmedqa_demos(cfg.data_dir, cfg.demos, cfg.context_words)
+    test = test[: cfg.queries]
+    p.icl(test[0][0], demos, max_new_tokens=4)  # warm up
+    modes = {"icl": lambda q: p.icl(q, demos, cfg.max_new_tokens),
+             "pica": lambda q: p.generate(q, demos, cfg.max_new_tokens),
+             "zero-shot": lambda q: p.zero_shot(q, cfg.max_new_tokens)}
+    runs: dict[str, list[tuple[Any, float]]] = {m: [] for m in modes}
+    for q, _ in test:
+        for name, fn in modes.items():
+            t0 = time.perf_counter()
+            r = fn(q)
+            runs[name].append((r, time.perf_counter() - t0))
+    out: dict[str, Any] = {}
+    for name, rs in runs.items():
+        secs = [s for _, s in rs]
+        toks = [len(r.token_ids) for r, _ in rs]
+        out[name] = {
+            "s_per_answer": float(np.mean(secs)), "tokens_per_answer": float(np.mean(toks)),
+            "tokens_per_s": float(sum(toks) / sum(secs)),
+            "rouge_l_vs_icl": float(np.mean([rouge_l(r.text, i.text) for (r, _), (i, _) in zip(rs, runs["icl"])])),
+            "first32_agreement_vs_icl": float(np.mean([prefix_agreement(r.token_ids, i.token_ids, 32)
+                                                       for (r, _), (i, _) in zip(rs, runs["icl"])])),
+            "rouge_l_vs_reference": float(np.mean([rouge_l(r.text, ref) for (r, _), (_, ref) in zip(rs, test)])),
+            "kv_cache_len": float(np.mean([r.cache_len.get("zero_shot", r.cache_len.get("few_shot", 0))
+                                           for r, _ in rs])),
+            "prompt_tokens": float(np.mean([r.prompt_tokens for r, _ in rs])),
+        }
+    for r in out.values():
+        r["speedup_vs_icl"] = out["icl"]["s_per_answer"] / r["s_per_answer"]
+    out["pica"]["finished_in_few_shot"] = sum(r.stage == "few_shot" for r, _ in runs["pica"])
+    return {"queries": len(test), "demos": len(demos), "layers": p.n_layers, "modes": out,
+            "examples": [{"query": test[0][0][:300], "icl": runs["icl"][0][0].text, "pica": runs["pica"][0][0].text,
+                          "zero_shot": runs["zero-shot"][0][0].text, "reference": test[0][1]}]}
+
+
+class BenchBatchingConfig(StrictModel):
+    generator: GeneratorConfig = GeneratorConfig(max_batch_size=8, batch_wait_timeout_s=0.05)
+    requests: int = Field(default=16, ge=1)
+    concurrency: list[int] = [1, 8]
+    max_tokens: int = Field(default=32, ge=1)
+    num_cpus: float = 2.0
+    ray: RayConfig = RayConfig()
+    results_dir: Path = Path("results/bench_batching")
+
+
+_PROMPTS = ["What is the capital of France?", "Name three primary colours.", "Explain what a list is in Python.",
+            "Why is the sky blue?", "Give me a tip for sleeping well.", "What is photosynthesis?",
+            "How many legs does a spider have?", "What does a compiler do?"]
+
+
+def bench_batching(cfg: BenchBatchingConfig) -> dict[str, Any]:
+    """Completion tokens per second of one Generator replica at each concurrency (Ray must be up)."""
+    import asyncio
+
+    from ray import serve
+
+    from rayapp.serve._deployments import Generator
+
+    handle = serve.run(serve.deployment(Generator).options(
+        name="Generator", ray_actor_options={"num_cpus": cfg.num_cpus}, max_ongoing_requests=64).bind(cfg.generator),
+        name="bench_batching", route_prefix=None)
+    reqs = [{"messages": [{"role": "user", "content": _PROMPTS[i % len(_PROMPTS)]}],
+             "sampling": {"max_tokens": cfg.max_tokens, "temperature": 0.0, "top_p": 1.0, "seed": None, "stop": []}}
+            for i in range(cfg.requests)]
+    handle.chat.remote(reqs[0]).result()  # warm up
+
+    async def drive(conc: int):
+        sem = asyncio.Semaphore(conc)
+
+        async def one(r):
+            async with sem:
+                return await handle.chat.remote(r)
+
+        return await asyncio.gather(*(one(r) for r in reqs))
+
+    out: dict[str, Any] = {}
+    try:
+        for conc in cfg.concurrency:
+            before = len(handle.stats.remote().result()["batch_sizes"])
+            t0 = time.perf_counter()
+            res = asyncio.run(drive(conc))
+            secs = time.perf_counter() - t0
+            sizes = handle.stats.remote().result()["batch_sizes"][before:]
+            toks = sum(r["completion_tokens"] for r in res)
+            out[str(conc)] = {"seconds": secs, "completion_tokens": toks, "tokens_per_s": toks / secs,
+                              "requests_per_s": len(res) / secs, "mean_batch_size": float(np.mean(sizes))}
+    finally:
+        serve.delete("bench_batching")
+    base = out[str(cfg.concurrency[0])]["tokens_per_s"]
+    for v in out.values():
+        v["throughput_vs_first"] = v["tokens_per_s"] / base
+    return {"requests": cfg.requests, "max_tokens": cfg.max_tokens, "concurrency": out}
