@@ -30,6 +30,9 @@ class BenchPicaConfig(StrictModel):
     queries: int = Field(default=20, ge=1)
     context_words: int = Field(default=120, ge=10)
     max_new_tokens: int = Field(default=128, ge=1)
+    #: Ignore stop strings (EOS still ends an answer): every mode writes up to max_new_tokens tokens,
+    #: so the times compare equal work (answers that stop at different lengths otherwise dominate).
+    fixed_length: bool = False
     pica: PicaConfig = PicaConfig()
     torch_threads: int = 2
     results_dir: Path = Path("results/bench_pica")
@@ -60,7 +63,7 @@ def bench_pica(cfg: BenchPicaConfig) -> dict[str, Any]:
 
     torch.set_num_threads(cfg.torch_threads)
     tok, model = load_causal_lm(cfg.model)
-    p = Pica(tok, model, cfg.pica)
+    p = Pica(tok, model, cfg.pica.model_copy(update={"stop": ["\x00never\x00"]}) if cfg.fixed_length else cfg.pica)
     demos, test = pubmedqa_demos(cfg.data_dir, cfg.demos, cfg.context_words)
     test = test[: cfg.queries]
     p.icl(test[0][0], demos, max_new_tokens=4)  # warm up

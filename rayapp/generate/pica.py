@@ -232,10 +232,12 @@ class Pica:
                 raise ValueError(f"PICA vector shape {tuple(vector.shape)} != "
                                  f"({len(self.modules)}, {len(pos)}, hidden)")
 
-            def hook(i, out):
+            def inject(i, out):
                 out = out.clone()
                 out[0, pos] = vector[i].to(out.dtype)
                 return out
+
+            hook = inject
         new, cache, p, d = greedy_decode(self.model, self.tok, ids + list(prior), n - len(prior), self.cfg.stop,
                                          self.modules, hook) if n > len(prior) else ([], len(ids) + len(prior), 0.0, 0.0)
         return self._finish(list(prior) + new, len(ids) + len(prior), n, "zero_shot", {"zero_shot": cache},
