@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+from rayapp._internal.registry import registrar
 
 __all__ = ["Evidence", "EXTRACTORS", "register_extractor", "split_sentences", "compression_ratio",
            "FullPassages", "TopSentences"]
@@ -27,12 +28,7 @@ class Evidence:
         return self.__dict__.copy()
 
 
-def register_extractor(name: str):
-    def deco(cls):
-        EXTRACTORS[name] = cls
-        return cls
-
-    return deco
+register_extractor = registrar(EXTRACTORS, "extractor")
 
 
 def split_sentences(text: str) -> list[str]:

@@ -12,6 +12,7 @@ import re
 import string
 from collections import Counter
 from typing import Callable, Optional
+from rayapp._internal.registry import registrar
 
 __all__ = ["REWARDS", "register_reward", "normalize_answer", "unigram_f1", "answer_reward",
            "rationale_length_reward", "evidence_length_reward", "length_reward", "format_reward", "lear_reward"]
@@ -19,12 +20,7 @@ __all__ = ["REWARDS", "register_reward", "normalize_answer", "unigram_f1", "answ
 REWARDS: dict[str, Callable[..., float]] = {}
 
 
-def register_reward(name: str):
-    def deco(fn):
-        REWARDS[name] = fn
-        return fn
-
-    return deco
+register_reward = registrar(REWARDS, "reward")
 
 
 def normalize_answer(s: str) -> str:

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator, Literal, Optional
 from pydantic import Field, StrictStr
 
 from rayapp.config import GeneratorConfig, StrictModel
+from rayapp._internal.registry import registrar
 
 __all__ = ["ChatMessage", "Sampling", "Completion", "BACKENDS", "register_backend", "make_backend",
            "HFBackend", "VLLMBackend", "BackendUnavailableError"]
@@ -62,14 +63,8 @@ class BackendUnavailableError(RuntimeError):
 BACKENDS: dict[str, Callable[..., Any]] = {}
 
 
-def register_backend(name: str):
-    """Register a chat engine class under ``name`` (``generator.backend``)."""
-
-    def deco(cls):
-        BACKENDS[name] = cls
-        return cls
-
-    return deco
+#: Register a chat engine class under ``name`` (``generator.backend``).
+register_backend = registrar(BACKENDS, "backend")
 
 
 def make_backend(cfg: GeneratorConfig, **kw):

@@ -29,6 +29,7 @@ from rayapp._internal.timing import Timings
 from rayapp.config import FunnelConfig
 from rayapp.index import LoadedIndex
 from rayapp.types import Hit, StageTiming
+from rayapp._internal.registry import registrar
 
 __all__ = ["SCORERS", "register_scorer", "ScoringContext", "FunnelRetriever", "FunnelResult", "FlatRetriever",
            "rollup_scores", "top_rows", "passage_hits"]
@@ -38,14 +39,8 @@ Scorer = Callable[["ScoringContext", str, Optional[np.ndarray], Unit, Sequence[i
 SCORERS: dict[str, Scorer] = {}
 
 
-def register_scorer(name: str) -> Callable[[Scorer], Scorer]:
-    """Add a ranker under ``name`` (``pre_ranker: name`` / ``post_ranker: name`` in FunnelConfig)."""
-    def deco(fn: Scorer) -> Scorer:
-        if name in SCORERS:
-            raise ValueError(f"scorer {name!r} is already registered")
-        SCORERS[name] = fn
-        return fn
-    return deco
+#: Add a ranker under ``name`` (``pre_ranker: name`` / ``post_ranker: name`` in FunnelConfig).
+register_scorer = registrar(SCORERS, "scorer")
 
 
 @dataclass

@@ -13,6 +13,7 @@ from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
+from rayapp._internal.registry import registrar
 
 __all__ = [
     "LOSSES", "register_loss", "contrastive_logits", "info_nce_loss", "focal_info_nce_loss",
@@ -23,16 +24,8 @@ LossFn = Callable[..., torch.Tensor]
 LOSSES: dict[str, LossFn] = {}
 
 
-def register_loss(name: str) -> Callable[[LossFn], LossFn]:
-    """Decorator: make a loss selectable by ``name`` in training configs (``loss: focal``)."""
-
-    def wrap(fn: LossFn) -> LossFn:
-        if name in LOSSES:
-            raise ValueError(f"loss {name!r} is already registered")
-        LOSSES[name] = fn
-        return fn
-
-    return wrap
+#: Decorator: make a loss selectable by ``name`` in training configs (``loss: focal``).
+register_loss = registrar(LOSSES, "loss")
 
 
 def _gather(x: torch.Tensor) -> tuple[torch.Tensor, int]:

@@ -13,18 +13,14 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from rayapp._internal.registry import registrar
 
 __all__ = ["ADVANTAGES", "register_advantage", "grpo_advantages", "grpo_loss", "lpo_loss", "lambda_weights"]
 
 ADVANTAGES: dict[str, Callable[..., torch.Tensor]] = {}
 
 
-def register_advantage(name: str):
-    def deco(fn):
-        ADVANTAGES[name] = fn
-        return fn
-
-    return deco
+register_advantage = registrar(ADVANTAGES, "advantage estimator")
 
 
 @register_advantage("grpo")

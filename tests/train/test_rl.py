@@ -67,3 +67,10 @@ def test_seer_expert_weighting_and_helpers():
     assert np.allclose(combine_experts(s, tau=0.1), s @ w)
     assert helpfulness(-1.0, -1.0) == 0.5 and helpfulness(0.0, -5.0) > 0.99
     assert dedup_candidates(["The cat sat.", "the cat sat", "A dog."]) == ["The cat sat.", "A dog."]
+
+
+def test_registering_a_name_twice_is_an_error():
+    from rayapp.train.rl import register_advantage
+
+    with pytest.raises(ValueError, match="advantage estimator 'grpo' is already registered"):
+        register_advantage("grpo")(lambda r: r)
