@@ -128,6 +128,22 @@ def greedy_decode(model, tokenizer, ids: list[int], max_new_tokens: int, stop: l
     return new, int(past.get_seq_length()), t1 - t0, time.perf_counter() - t1
 
 
+class _Capture:
+    """A prefill hook (``fn(i, output)``) that keeps module ``i``'s outputs at ``pos``; ``vector()``
+    stacks them in module order: ``[L+1, n_sep, hidden]``."""
+
+    def __init__(self, pos: list[int]):
+        self.pos, self.got = pos, {}
+
+    def __call__(self, i: int, out) -> None:
+        self.got[i] = out[0, self.pos].float().clone()
+
+    def vector(self):
+        import torch
+
+        return torch.stack([self.got[i] for i in range(len(self.got))])
+
+
 class TaskVectorStore:
     """Task-level ICL vectors on disk: ``<root>/<task>.safetensors`` plus ``<task>.json`` (the key:
     model, config and demonstrations it was computed from). A vector whose key no longer matches
@@ -187,10 +203,10 @@ class Pica:
         import torch
 
         ids, pos = self.prompt(query, demos, system)
-        got: dict[int, Any] = {}
-        with torch.inference_mode(), _hooks(self.modules, lambda i, out: got.__setitem__(i, out[0, pos].float().clone())):
+        capture = _Capture(pos)
+        with torch.inference_mode(), _hooks(self.modules, capture):
             self.model(input_ids=torch.tensor([ids], device=self.model.device), use_cache=False)
-        return torch.stack([got[i] for i in range(len(self.modules))])
+        return capture.vector()
 
     def task_vector(self, demos: list[Demo], system: Optional[str] = None):
         """Task mode: the ICL vector averaged over ``cfg.dummy_queries``."""
@@ -247,8 +263,6 @@ class Pica:
                  system: Optional[str] = None, vector=None) -> PicaResult:
         """PICA: the few-shot stage for ``prior_tokens`` tokens, then the zero-shot stage with the
         ICL vector (``vector`` when given, as in task mode; else this query's own)."""
-        import torch
-
         n = max_new_tokens or self.cfg.max_new_tokens
         k = min(self.cfg.prior_tokens, n)
         t0 = time.perf_counter()
@@ -257,8 +271,7 @@ class Pica:
         cache: dict[str, int] = {}
         if k > 0:
             ids, pos = self.prompt(query, demos, system)
-            got: dict[int, Any] = {}
-            capture = (lambda i, out: got.__setitem__(i, out[0, pos].float().clone())) if vector is None else None
+            capture = _Capture(pos) if vector is None else None
             prior, cache["few_shot"], _, _ = greedy_decode(self.model, self.tok, ids, k, self.cfg.stop,
                                                            self.modules, capture)
             secs["few_shot"] = time.perf_counter() - t0
@@ -267,8 +280,8 @@ class Pica:
                 r = self._finish(prior, len(ids), n, "few_shot", cache, secs)
                 r.seconds["total"] = time.perf_counter() - t0
                 return r
-            if vector is None:
-                vector = torch.stack([got[i] for i in range(len(self.modules))])
+            if capture is not None:
+                vector = capture.vector()
         t1 = time.perf_counter()
         r = self.zero_shot(query, n, system, tuple(prior), vector)
         r.cache_len = {**cache, **r.cache_len}
