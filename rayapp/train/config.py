@@ -1,4 +1,4 @@
-"""Typed configs of embedder training (``configs/train_embedder.yaml``)."""
+"""Typed configs of the trainers: embedder, reranker, LEAR (GRPO) and SEER (LPO)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pydantic import Field, field_validator, model_validator
 
 from rayapp.config import RayConfig, StrictModel
 
-__all__ = ["DeepSpeedConfig", "LoraConfig", "StageConfig", "TrainEmbedderConfig", "SoupConfig", "TrainRerankerConfig"]
+__all__ = ["DeepSpeedConfig", "LoraConfig", "StageConfig", "TrainEmbedderConfig", "SoupConfig", "TrainRerankerConfig",
+           "RolloutConfig", "LearRewardConfig", "TrainLearConfig", "TrainSeerConfig"]
 
 
 class DeepSpeedConfig(StrictModel):
@@ -168,4 +169,119 @@ class TrainRerankerConfig(StrictModel):
     def _divisible(self):
         if self.batch_size % self.workers:
             raise ValueError(f"batch_size: {self.batch_size} is not a multiple of workers={self.workers}")
+        return self
+
+
+class RolloutConfig(StrictModel):
+    """Generation actors for RL rollouts and preference sampling. ``resources`` are Ray custom
+    resources (``ray start --resources='{"rollout": 1}'``): with them the actors go to the nodes
+    that offer them; without, Ray places them anywhere, sharing the trainer's nodes."""
+
+    actors: int = Field(default=1, ge=1)
+    backend: Literal["hf"] = "hf"
+    num_cpus: float = Field(default=1.0, ge=0)
+    num_gpus: float = Field(default=0.0, ge=0)
+    resources: dict[str, float] = {}
+    torch_threads: int = Field(default=1, ge=1)
+    batch_size: int = Field(default=16, ge=1, description="prompts per generate call")
+
+
+class LearRewardConfig(StrictModel):
+    """LEAR's reward R = w_ans R_ans + w_len R_len + w_fmt R_fmt (defaults: the paper's)."""
+
+    tau: float = Field(default=1.0, gt=0)
+    gamma: float = Field(default=0.5, gt=0)
+    omega: float = Field(default=0.9, gt=0, le=1)
+    w_ans: float = Field(default=0.8, ge=0)
+    w_len: float = Field(default=0.1, ge=0)
+    w_fmt: float = Field(default=0.1, ge=0)
+
+
+class _PolicyTrainConfig(StrictModel):
+    """What the GRPO and LPO trainers share: the policy, the workers, DeepSpeed, checkpoints."""
+
+    name: str
+    model: str = "smollm2"
+    data: Path
+    lora: Optional[LoraConfig] = None
+    gradient_checkpointing: bool = False
+    lr: float = Field(default=1e-6, gt=0)
+    micro_batch_size: int = Field(default=4, ge=1, description="sequences per forward pass")
+    workers: int = Field(default=1, ge=1)
+    cpus_per_worker: float = Field(default=1.0, gt=0)
+    #: Ray custom resources each trainer worker needs (to split trainer and rollout nodes)
+    trainer_resources: dict[str, float] = {}
+    use_gpu: bool = False
+    torch_threads: int = Field(default=1, ge=1)
+    deepspeed: DeepSpeedConfig = DeepSpeedConfig()
+    rollout: RolloutConfig = RolloutConfig()
+    checkpoint_every: int = Field(default=10, ge=1)
+    keep_checkpoints: int = Field(default=2, ge=1)
+    max_failures: int = Field(default=1, ge=0)
+    log_every: int = Field(default=1, ge=1)
+    seed: int = 0
+    output_dir: Path
+    ray: RayConfig = RayConfig()
+    inject_failure_at_step: Optional[int] = Field(
+        default=None, description="testing: rank 0 raises once when it reaches this step")
+
+    @model_validator(mode="after")
+    def _cpu_limits(self):
+        if not self.use_gpu and (self.deepspeed.zero_stage == 3 or self.deepspeed.bf16):
+            raise ValueError("deepspeed: ZeRO stage 3 and bf16 need use_gpu: true (CPU runs ZeRO 0-2 in float32)")
+        return self
+
+
+class TrainLearConfig(_PolicyTrainConfig):
+    """LEAR (arXiv 2507.15586): GRPO on the extractor, which is also the answerer. Each step takes
+    ``questions_per_step`` rows (all workers), samples ``group_size`` extractions per row from the
+    rollout actors, answers under the three knowledge masks, scores the LEAR reward and updates."""
+
+    name: str = "lear"
+    output_dir: Path = Path("results/train_lear")
+    steps: int = Field(default=100, ge=1)
+    questions_per_step: int = Field(default=4, ge=1, description="global (all workers)")
+    group_size: int = Field(default=4, ge=2)
+    max_extract_tokens: int = Field(default=160, ge=8)
+    max_answer_tokens: int = Field(default=16, ge=2)
+    temperature: float = Field(default=1.0, gt=0)
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    #: sampling temperature of the three answers (0: greedy, a deterministic reward)
+    answer_temperature: float = Field(default=0.0, ge=0)
+    clip: float = Field(default=0.2, gt=0)
+    beta: float = Field(default=1e-2, ge=0)
+    min_std: float = Field(default=0.1, gt=0)
+    reward: LearRewardConfig = LearRewardConfig()
+
+    @model_validator(mode="after")
+    def _divisible(self):
+        if self.questions_per_step % self.workers:
+            raise ValueError(f"questions_per_step: {self.questions_per_step} is not a multiple of workers={self.workers}")
+        return self
+
+
+class TrainSeerConfig(_PolicyTrainConfig):
+    """SEER (arXiv 2410.11315): sample ``candidates`` extractions per row from the base extractor,
+    drop near-duplicates, score them with three experts (faithfulness, helpfulness, conciseness),
+    weight the experts by their smoothed coefficient of variation, and train with lambda-weighted
+    DPO on the ranked pairs."""
+
+    name: str = "seer"
+    output_dir: Path = Path("results/train_seer")
+    lr: float = Field(default=1e-5, gt=0)
+    candidates: int = Field(default=10, ge=2)
+    max_extract_tokens: int = Field(default=160, ge=8)
+    temperature: float = Field(default=1.0, gt=0)
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    embedder: str = "minilm"
+    cv_tau: float = Field(default=1.0, gt=0)
+    beta: float = Field(default=0.1, gt=0)
+    max_pairs_per_row: int = Field(default=8, ge=1)
+    epochs: int = Field(default=1, ge=1)
+    pairs_per_step: int = Field(default=4, ge=1, description="global (all workers)")
+
+    @model_validator(mode="after")
+    def _divisible(self):
+        if self.pairs_per_step % self.workers:
+            raise ValueError(f"pairs_per_step: {self.pairs_per_step} is not a multiple of workers={self.workers}")
         return self

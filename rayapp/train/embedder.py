@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from rayapp.train.config import LoraConfig, StageConfig, TrainEmbedderConfig
+from rayapp.train._policy import apply_lora
+from rayapp.train.config import StageConfig, TrainEmbedderConfig
 
 log = logging.getLogger(__name__)
 
@@ -84,18 +85,6 @@ def batch_texts(rows: list[dict[str, Any]], k: int, rng: np.random.Generator,
     return queries, passages
 
 
-def _apply_lora(backbone, lora: LoraConfig):
-    from peft import LoraConfig as PeftLora
-    from peft import get_peft_model
-
-    names = {n.rsplit(".", 1)[-1] for n, _ in backbone.named_modules()}
-    targets = [t for t in lora.target_modules if t in names]
-    if not targets:
-        raise ValueError(f"lora.target_modules: none of {lora.target_modules} is a module of this model")
-    return get_peft_model(backbone, PeftLora(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                                             target_modules=targets))
-
-
 def _plan(rows: list[dict[str, Any]], stage: StageConfig, seed: int):
     """Batch plans epoch after epoch until there are ``stage.steps`` global batches."""
     from rayapp.train.sampler import BatchPlan, plan_batches
@@ -130,7 +119,7 @@ def _train_stage(config: dict[str, Any]) -> None:
     model = Embedder.from_pretrained(config["init"], config["pooling"], config["bidirectional"],
                                      config["gradient_checkpointing"])
     if config["lora"]:
-        model.backbone = _apply_lora(model.backbone, LoraConfig(**config["lora"]))
+        model.backbone = apply_lora(model.backbone, config["lora"])
     rows, _ = read_training_rows(stage.data)
     plan, _ = _plan(rows, stage, config["seed"])
     fill = [r["pos"] for r in rows]

@@ -86,11 +86,11 @@ def test_bidirectional_decoder_round_trip(tiny_lm_dir, tmp_path):
 
 def test_lora_and_gradient_checkpointing_train_and_save(tiny_lm_dir, tmp_path):
     from rayapp.train.config import LoraConfig
-    from rayapp.train.embedder import _apply_lora
+    from rayapp.train._policy import apply_lora
     from rayapp.train.losses import info_nce_loss
 
     m = Embedder.from_pretrained(tiny_lm_dir, gradient_checkpointing=True)
-    m.backbone = _apply_lora(m.backbone, LoraConfig(r=4, alpha=8))
+    m.backbone = apply_lora(m.backbone, LoraConfig(r=4, alpha=8))
     trainable = [n for n, p in m.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
     m.train()
@@ -102,4 +102,4 @@ def test_lora_and_gradient_checkpointing_train_and_save(tiny_lm_dir, tmp_path):
     out = m.save(tmp_path / "merged")
     assert Embedder.from_pretrained(str(out)).encode(["q one"]).shape == (1, 32)
     with pytest.raises(ValueError, match="none of .* is a module of this model"):
-        _apply_lora(Embedder.from_pretrained(tiny_lm_dir).backbone, LoraConfig(target_modules=["nope"]))
+        apply_lora(Embedder.from_pretrained(tiny_lm_dir).backbone, LoraConfig(target_modules=["nope"]))
