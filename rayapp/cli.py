@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import sys
 from typing import Optional, Sequence
 
@@ -29,6 +28,11 @@ JOBS = {
     "pica-vectors": ("jobs.pica_vectors", "PICA: compute and store task-level ICL vectors"),
     "bench-pica": ("jobs.bench_pica", "benchmark: PICA vs ICL vs zero-shot, time and agreement"),
     "bench-batching": ("jobs.bench_batching", "benchmark: generator throughput at 1 vs 8 concurrent requests"),
+    "build-extract-data": ("jobs.build_extract_data", "extraction rows (question, passages, answers) from PubMedQA"),
+    "train-lear": ("jobs.train_lear", "train a LEAR evidence extractor (GRPO, rollout actors)"),
+    "train-seer": ("jobs.train_seer", "train a SEER evidence extractor (expert-scored pairs, LPO)"),
+    "bench-lear": ("jobs.bench_lear", "benchmark: LEAR GRPO reward / format / compression curves"),
+    "bench-extract": ("jobs.bench_extract", "benchmark: compression and answer F1 of each extractor"),
 }
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "DedupConfig",
     "ClusterConfig",
     "EmbedConfig",
+    "ExtractorConfig",
     "IndexConfig",
     "RetrieverConfig",
     "FunnelConfig",
@@ -317,6 +318,26 @@ class HTTPConfig(StrictModel):
     port: int = Field(default=8000, ge=1, le=65535)
 
 
+class ExtractorConfig(StrictModel):
+    """The extract stage between retrieval and generation (``none``: the passages go to the
+    generator as they are). ``full`` and ``top_sentences`` are the heuristic baselines; ``lm`` is a
+    trained extractor folder (SEER or LEAR, ``model``) writing ``<reason>..</reason><extract>..</extract>``."""
+
+    method: Literal["none", "full", "top_sentences", "lm"] = "none"
+    model: Optional[str] = None
+    #: the bi-encoder of ``top_sentences``
+    embedder: str = "minilm"
+    k: int = Field(default=3, ge=1, description="top_sentences: sentences kept")
+    max_tokens: int = Field(default=160, ge=8, le=2048)
+    torch_threads: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _model_for_lm(self):
+        if self.method == "lm" and not self.model:
+            raise ValueError("extractor.model: method 'lm' needs a trained extractor folder")
+        return self
+
+
 class AppConfig(StrictModel):
     """The Serve application: ingress -> retriever -> generator, each its own deployment.
 
@@ -325,6 +346,7 @@ class AppConfig(StrictModel):
 
     retriever: RetrieverConfig = Field(default_factory=RetrieverConfig)
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
+    extractor: ExtractorConfig = Field(default_factory=ExtractorConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     http: HTTPConfig = Field(default_factory=HTTPConfig)
     num_cpus_per_replica: float = Field(default=0.25, gt=0)

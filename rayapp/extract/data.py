@@ -1,7 +1,8 @@
-"""Extraction rows: ``{id, question, passages: [str], answers: [str], reference?}`` in JSONL.
+"""Extraction rows: ``{id, question, passages: [str], answers: [str], reference?, answer_format?}`` in JSONL.
 
 ``answers`` are the gold short answers (LEAR's answer reward takes the best F1 over them);
-``reference`` is a full-sentence answer (SEER's conciseness expert compares evidence with it).
+``reference`` is a full-sentence answer (SEER's conciseness expert compares evidence with it);
+``answer_format`` narrows the answer prompt (PubMedQA: "yes, no or maybe").
 """
 
 from __future__ import annotations
@@ -32,8 +33,11 @@ def _row(r: dict[str, Any], n: int) -> dict[str, Any]:
     ref = r.get("reference")
     if ref is not None and not isinstance(ref, str):
         raise ValueError("'reference' must be a string")
+    fmt = r.get("answer_format")
+    if fmt is not None and not isinstance(fmt, str):
+        raise ValueError("'answer_format' must be a string")
     return {"id": str(r.get("id", n)), "question": q, "passages": passages, "answers": answers,
-            "reference": ref or answers[0]}
+            "reference": ref or answers[0], "answer_format": fmt}
 
 
 def read_extract_rows(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -84,5 +88,5 @@ def pubmedqa_extract_rows(split: str = "train", data_dir: Optional[str] = None, 
         if max_passage_words:
             passages = [" ".join(p.split()[:max_passage_words]) for p in passages]
         rows.append({"id": q["qid"], "question": q["text"], "passages": passages, "answers": [q["answers"][0]],
-                     "reference": q["answers"][1]})
+                     "reference": q["answers"][1], "answer_format": "yes, no or maybe"})
     return rows

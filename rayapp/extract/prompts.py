@@ -13,7 +13,11 @@ from typing import Optional
 __all__ = ["extractor_prompt", "answer_prompt", "masked_answer_prompts"]
 
 _EXTRACT = ("Read the passages and the question. First explain which facts matter inside <reason></reason>, "
-            "then copy only the sentences needed to answer inside <extract></extract>.")
+            "then copy only the sentences needed to answer inside <extract></extract>.\n\n"
+            "Example:\nPassages:\n[1] The Eiffel Tower is in Paris. It opened in 1889 after two years of work.\n"
+            "Question: When did the Eiffel Tower open?\n"
+            "<reason>Passage 1 gives the opening year; the place and the building time do not answer the "
+            "question.</reason><extract>It opened in 1889.</extract>")
 _ANSWER = "Answer the question in a few words inside <answer></answer>."
 
 
@@ -27,8 +31,9 @@ def extractor_prompt(question: str, passages: list[str]) -> list[dict[str, str]]
 
 
 def answer_prompt(question: str, passages: Optional[list[str]] = None, rationale: Optional[str] = None,
-                  evidence: Optional[str] = None) -> list[dict[str, str]]:
-    """M(q, ...): only the parts given appear in the prompt."""
+                  evidence: Optional[str] = None, answer_format: Optional[str] = None) -> list[dict[str, str]]:
+    """M(q, ...): only the parts given appear in the prompt; ``answer_format`` (e.g. "yes, no or
+    maybe") narrows the answer."""
     parts = []
     if passages:
         parts.append(f"Passages:\n{_passages(passages)}")
@@ -37,11 +42,13 @@ def answer_prompt(question: str, passages: Optional[list[str]] = None, rationale
     if evidence:
         parts.append(f"Evidence: {evidence}")
     parts.append(f"Question: {question}")
-    return [{"role": "system", "content": _ANSWER}, {"role": "user", "content": "\n\n".join(parts)}]
+    system = _ANSWER + (f" Answer with {answer_format}." if answer_format else "")
+    return [{"role": "system", "content": system}, {"role": "user", "content": "\n\n".join(parts)}]
 
 
-def masked_answer_prompts(question: str, passages: list[str], rationale: str, evidence: str) -> dict[str, list[dict]]:
+def masked_answer_prompts(question: str, passages: list[str], rationale: str, evidence: str,
+                          answer_format: Optional[str] = None) -> dict[str, list[dict]]:
     """The three answer prompts: ``r`` (evidence masked), ``e`` (passages and rationale masked), ``f``."""
-    return {"r": answer_prompt(question, passages, rationale, None),
-            "e": answer_prompt(question, None, None, evidence),
-            "f": answer_prompt(question, passages, rationale, evidence)}
+    return {"r": answer_prompt(question, passages, rationale, None, answer_format),
+            "e": answer_prompt(question, None, None, evidence, answer_format),
+            "f": answer_prompt(question, passages, rationale, evidence, answer_format)}

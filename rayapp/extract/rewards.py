@@ -14,7 +14,7 @@ from collections import Counter
 from typing import Callable, Optional
 from rayapp._internal.registry import registrar
 
-__all__ = ["REWARDS", "register_reward", "normalize_answer", "unigram_f1", "answer_reward",
+__all__ = ["REWARDS", "register_reward", "normalize_answer", "unigram_f1", "exact_match", "answer_reward",
            "rationale_length_reward", "evidence_length_reward", "length_reward", "format_reward", "lear_reward"]
 
 REWARDS: dict[str, Callable[..., float]] = {}
@@ -37,6 +37,11 @@ def unigram_f1(prediction: str, gold: str) -> float:
     if not p or not g or common == 0:
         return float(p == g)
     return 2 * common / (len(p) + len(g))
+
+
+def exact_match(prediction: str, gold: str) -> float:
+    """1 when the normalised prediction equals the normalised gold answer (SQuAD EM), else 0."""
+    return float(normalize_answer(prediction) == normalize_answer(gold))
 
 
 @register_reward("answer")

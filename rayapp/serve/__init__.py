@@ -18,7 +18,7 @@ import httpx
 from ray import serve
 
 from rayapp.config import AppConfig, load_config
-from rayapp.serve._deployments import FunnelRetriever, Generator, Ingress, PostRanker, Retriever
+from rayapp.serve._deployments import Extractor, FunnelRetriever, Generator, Ingress, PostRanker, Retriever
 
 __all__ = ["build_app", "app_builder", "start_app", "APP_NAME"]
 
@@ -37,8 +37,10 @@ def build_app(cfg: AppConfig, index_path: str | Path) -> serve.Application:
     else:
         retriever = serve.deployment(Retriever).options(name="Retriever", **opts).bind(str(index_path), cfg.retriever)
     generator = serve.deployment(Generator).options(name="Generator", **opts).bind(cfg.generator)
+    extractor = (serve.deployment(Extractor).options(name="Extractor", **opts).bind(cfg.extractor)
+                 if cfg.extractor.method != "none" else None)
     return Ingress.options(name="Ingress", **opts).bind(retriever, generator, cfg.limits, cfg.retriever.top_k,
-                                                         cfg.generator)
+                                                         cfg.generator, extractor)
 
 
 def app_builder(args: dict[str, Any]) -> serve.Application:

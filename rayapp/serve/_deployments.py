@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from rayapp.config import Demo, GeneratorConfig, LimitsConfig, RetrieverConfig
+from rayapp.config import Demo, ExtractorConfig, GeneratorConfig, LimitsConfig, RetrieverConfig
 from rayapp.types import Hit
 
 log = logging.getLogger("rayapp.serve")
@@ -95,6 +95,27 @@ class FunnelRetriever:
 
     def info(self) -> dict[str, Any]:
         return {"passages": self.n_passages}
+
+
+class Extractor:
+    """The extract stage: passages + question -> evidence, rationale (for logs) and compression
+    ratio; the generator then sees only the evidence, mapped back onto the passages it came from."""
+
+    def __init__(self, cfg: ExtractorConfig):
+        from rayapp.extract.model import make_extractor
+
+        self.cfg, self.fn = cfg, make_extractor(cfg)
+
+    def extract(self, question: str, hits: list[dict[str, Any]]) -> dict[str, Any]:
+        import math
+
+        from rayapp.extract.model import evidence_hits
+
+        t0 = time.perf_counter()
+        ev = self.fn(question, [h.get("text") or "" for h in hits])
+        return {"method": self.cfg.method, "evidence": ev.evidence, "rationale": ev.rationale,
+                "compression": ev.compression if math.isfinite(ev.compression) else None,
+                "hits": evidence_hits(hits, ev.evidence), "seconds": round(time.perf_counter() - t0, 6)}
 
 
 class Generator:
@@ -284,8 +305,9 @@ class Ingress:
     ``/v1/models`` and ``/v1/chat/completions`` (SSE streaming with ``stream: true``)."""
 
     def __init__(self, retriever: DeploymentHandle, generator: DeploymentHandle, limits: LimitsConfig,
-                 default_top_k: int, generator_cfg: Optional[GeneratorConfig] = None):
-        self.retriever, self.generator = retriever, generator
+                 default_top_k: int, generator_cfg: Optional[GeneratorConfig] = None,
+                 extractor: Optional[DeploymentHandle] = None):
+        self.retriever, self.generator, self.extractor = retriever, generator, extractor
         self.limits, self.default_top_k = limits, default_top_k
         self.gen_cfg = generator_cfg or GeneratorConfig()
         self.model_id = self.gen_cfg.served_name or self.gen_cfg.model
@@ -327,16 +349,25 @@ class Ingress:
         t0 = time.perf_counter()
         ret = await self._call("retriever", self.retriever.retrieve, req.question, top_k)
         t1 = time.perf_counter()
-        gen = await self._call("generator", self.generator.generate, req.question, ret["hits"], req.max_new_tokens)
+        context, extra, stages = ret["hits"], {}, []
+        if self.extractor is not None:
+            ext = await self._call("extractor", self.extractor.extract, req.question, ret["hits"])
+            context = ext.pop("hits")
+            extra["evidence"] = ext
+            stages.append({"stage": "extract", "seconds": ext["seconds"], "n_in": len(ret["hits"]),
+                           "n_out": len(context)})
+        t_gen = time.perf_counter()
+        gen = await self._call("generator", self.generator.generate, req.question, context, req.max_new_tokens)
         t2 = time.perf_counter()
         by_id = {h["id"]: h for h in ret["hits"]}
         timings = ret["timings"] + [
             {"stage": "retrieve_total", "seconds": round(t1 - t0, 6), "n_in": 0, "n_out": len(ret["hits"])},
-            {"stage": "generate", "seconds": round(t2 - t1, 6), "n_in": len(gen["context_ids"]),
+            *stages,
+            {"stage": "generate", "seconds": round(t2 - t_gen, 6), "n_in": len(gen["context_ids"]),
              "n_out": gen["n_new_tokens"]},
             {"stage": "total", "seconds": round(t2 - t0, 6), "n_in": 0, "n_out": 0},
         ]
-        return {
+        return {**extra,
             "question": req.question,
             "answer": gen["text"],
             "citations": [by_id[c] for c in gen["citations"]],

@@ -6,7 +6,7 @@ import contextlib
 from pathlib import Path
 from typing import Any, Optional
 
-__all__ = ["apply_lora", "pad_sequences", "token_logprobs", "sequence_logprobs", "policy_state",
+__all__ = ["apply_lora", "pad_sequences", "token_logprobs", "completion_width", "sequence_logprobs", "policy_state",
            "save_policy", "deepspeed_config", "init_path", "policy_engine", "run_policy_trainer", "resume_engine",
            "report_checkpoint"]
 
@@ -27,8 +27,9 @@ def apply_lora(model, lora: Any):
 
 
 def pad_sequences(pairs: list[tuple[list[int], list[int]]], pad_id: int):
-    """Right-padded (ids, attention_mask, loss_mask) for (prompt ids, completion ids) pairs; the
-    loss mask is 1 exactly on the completion's tokens."""
+    """Left-padded (ids, attention_mask, loss_mask) for (prompt ids, completion ids) pairs; the loss
+    mask is 1 exactly on the completion's tokens, which all end at the last column (so the logits
+    of only the last columns are needed, and positions match left-padded generation)."""
     import torch
 
     width = max(len(p) + len(c) for p, c in pairs)
@@ -37,25 +38,36 @@ def pad_sequences(pairs: list[tuple[list[int], list[int]]], pad_id: int):
     loss = torch.zeros((len(pairs), width), dtype=torch.long)
     for i, (p, c) in enumerate(pairs):
         n = len(p) + len(c)
-        ids[i, :n] = torch.tensor(p + c, dtype=torch.long)
-        attn[i, :n] = 1
-        loss[i, len(p): n] = 1
+        ids[i, width - n:] = torch.tensor(p + c, dtype=torch.long)
+        attn[i, width - n:] = 1
+        if c:
+            loss[i, width - len(c):] = 1
     return ids, attn, loss
 
 
-def token_logprobs(model, ids, attn):
-    """log p(ids[:, t] | ids[:, :t]) for t >= 1: [batch, tokens - 1] (float32)."""
-    out = model(input_ids=ids, attention_mask=attn)
+def token_logprobs(model, ids, attn, keep: int):
+    """log p(ids[:, t] | ids[:, :t]) for the last ``keep`` columns: [batch, keep] (float32). Only
+    those columns' logits are computed (``logits_to_keep``); position ids follow the attention
+    mask, as in left-padded generation."""
+    keep = max(1, min(int(keep), ids.shape[1] - 1))
+    positions = (attn.cumsum(-1) - 1).clamp_min(0)
+    out = model(input_ids=ids, attention_mask=attn, position_ids=positions, logits_to_keep=keep + 1)
     logits = out.logits[:, :-1].float()
-    target = ids[:, 1:]
+    target = ids[:, -keep:]
     picked = logits.gather(-1, target.unsqueeze(-1)).squeeze(-1)
     return picked - logits.logsumexp(-1)
 
 
+def completion_width(loss_mask) -> int:
+    """Columns from the right that hold every row's completion."""
+    return max(1, int(loss_mask.sum(-1).max()))
+
+
 def sequence_logprobs(model, ids, attn, loss_mask):
     """Sum over the completion's tokens of their log-probabilities: [batch]."""
-    lp = token_logprobs(model, ids, attn)
-    return (lp * loss_mask[:, 1:].to(lp.dtype)).sum(-1)
+    keep = completion_width(loss_mask)
+    lp = token_logprobs(model, ids, attn, keep)
+    return (lp * loss_mask[:, -keep:].to(lp.dtype)).sum(-1)
 
 
 def _gathered(model, zero3: bool):

@@ -268,6 +268,7 @@ class TrainSeerConfig(_PolicyTrainConfig):
 
     name: str = "seer"
     output_dir: Path = Path("results/train_seer")
+    limit: Optional[int] = Field(default=None, ge=1, description="use the first rows of data only")
     lr: float = Field(default=1e-5, gt=0)
     candidates: int = Field(default=10, ge=2)
     max_extract_tokens: int = Field(default=160, ge=8)

@@ -68,10 +68,11 @@ def _grpo_loop(config: dict[str, Any]) -> None:
     import torch.distributed as dist
 
     from rayapp.extract.data import read_extract_rows
-    from rayapp.extract.lear import ANSWER_STOP, EXTRACT_STOP, lear_answer_prompts, score_lear
+    from rayapp.extract.lear import (ANSWER_PREFIX, ANSWER_STOP, EXTRACT_PREFIX, EXTRACT_STOP, lear_answer_prompts,
+                                     score_lear)
     from rayapp.extract.prompts import extractor_prompt
-    from rayapp.train._policy import (pad_sequences, policy_engine, policy_state, report_checkpoint, resume_engine,
-                                      save_policy, token_logprobs)
+    from rayapp.train._policy import (completion_width, pad_sequences, policy_engine, policy_state, report_checkpoint,
+                                      resume_engine, save_policy, token_logprobs)
     from rayapp.train.rl import ADVANTAGES, grpo_loss
 
     cfg = TrainLearConfig(**config["cfg"])
@@ -94,6 +95,16 @@ def _grpo_loop(config: dict[str, Any]) -> None:
     metrics_path = out_dir / "metrics.jsonl"
     marker = out_dir / ".injected-failure"
     advantage_fn = ADVANTAGES["grpo"]
+    node = torch.tensor(list(ray.get_runtime_context().get_node_id().encode()), dtype=torch.uint8)
+    nodes = [node.clone() for _ in range(world)]
+    if dist.is_initialized():
+        dist.all_gather(nodes, node)
+    if rank == 0:  # where the trainer workers and the rollout actors run
+        from rayapp._internal.artifacts import write_json_atomic
+
+        write_json_atomic(out_dir / "placement.json", {
+            "trainer_nodes": [bytes(n.tolist()).decode() for n in nodes],
+            "rollout_nodes": ray.get([a.node_id.remote() for a in actors])})
     metrics: dict[str, Any] = {}
     for step in range(start, cfg.steps):
         if cfg.inject_failure_at_step == step and rank == 0 and not marker.exists():
@@ -115,15 +126,15 @@ def _grpo_loop(config: dict[str, Any]) -> None:
         prompts = [extractor_prompt(r["question"], r["passages"]) for r in batch for _ in range(cfg.group_size)]
         seed = cfg.seed * 100_003 + step * 1009 + rank
         extractions = ray.get(actor.generate.remote(prompts, cfg.max_extract_tokens, cfg.temperature, cfg.top_p,
-                                                    [EXTRACT_STOP], seed, cfg.rollout.batch_size))
+                                                    [EXTRACT_STOP], seed, cfg.rollout.batch_size, EXTRACT_PREFIX))
         t_rollout = time.perf_counter()
         answer_prompts = []
         for i, x in enumerate(extractions):
             r = batch[i // cfg.group_size]
-            m = lear_answer_prompts(r["question"], r["passages"], x["text"])
+            m = lear_answer_prompts(r["question"], r["passages"], x["text"], r["answer_format"])
             answer_prompts += [m["r"], m["e"], m["f"]]
         answers = ray.get(actor.generate.remote(answer_prompts, cfg.max_answer_tokens, cfg.answer_temperature,
-                                                1.0, [ANSWER_STOP], seed + 1, cfg.rollout.batch_size))
+                                                1.0, [ANSWER_STOP], seed + 1, cfg.rollout.batch_size, ANSWER_PREFIX))
         scores = []
         for i, x in enumerate(extractions):
             r = batch[i // cfg.group_size]
@@ -136,14 +147,15 @@ def _grpo_loop(config: dict[str, Any]) -> None:
         loss_sum = 0.0
         for b in range(0, len(seqs), cfg.micro_batch_size):
             part = seqs[b: b + cfg.micro_batch_size]
-            ids, attn, mask = pad_sequences([(p, c) for p, c, _ in part], pad)
-            ids, attn, mask = ids.to(device), attn.to(device), mask[:, 1:].to(device)
+            ids, attn, mask = (t.to(device) for t in pad_sequences([(p, c) for p, c, _ in part], pad))
+            keep = completion_width(mask)
+            mask = mask[:, -keep:]
             a = torch.tensor([x for _, _, x in part], device=device)
-            logp = token_logprobs(engine, ids, attn)
+            logp = token_logprobs(engine, ids, attn, keep)
             ref_logp = logp.detach()
             if ref is not None:
                 with torch.no_grad():
-                    ref_logp = token_logprobs(ref, ids, attn)
+                    ref_logp = token_logprobs(ref, ids, attn, keep)
             loss = grpo_loss(logp, logp.detach(), ref_logp, a, mask, clip=cfg.clip, beta=cfg.beta)
             engine.backward(loss)
             engine.step()

@@ -59,12 +59,18 @@ class RolloutWorker:
         self.version = -1
         self.pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else self.tok.eos_token_id
 
-    def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
+    def prompt_ids(self, messages: list[dict[str, str]], prefix: str = "") -> list[int]:
+        """The chat prompt's ids, the assistant's turn opened with ``prefix``."""
         text = self.tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        return self.tok(text, add_special_tokens=False)["input_ids"]
+        return self.tok(text + prefix, add_special_tokens=False)["input_ids"]
 
     def ready(self) -> bool:
         return True
+
+    def node_id(self) -> str:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
 
     def load_weights(self, state: dict[str, Any], version: int) -> int:
         """Replace the weights (a full state dict, or the LoRA adapter's when built with ``lora``)."""
@@ -101,13 +107,15 @@ class RolloutWorker:
 
     def generate(self, prompts: list[list[dict[str, str]]], max_tokens: int, temperature: float = 1.0,
                  top_p: float = 1.0, stop: Optional[list[str]] = None, seed: Optional[int] = None,
-                 batch_size: int = 16) -> list[dict[str, Any]]:
+                 batch_size: int = 16, prefix: str = "") -> list[dict[str, Any]]:
+        """Per prompt: ``prompt_ids`` (with ``prefix``), the sampled ``ids``, ``text`` (``prefix`` +
+        the decoded ids, cut after the first stop string) and ``finish``."""
         import torch
 
         stop = list(stop or [])
         out = []
         for b in range(0, len(prompts), batch_size):
-            chunk = [self.prompt_ids(p) for p in prompts[b: b + batch_size]]
+            chunk = [self.prompt_ids(p, prefix) for p in prompts[b: b + batch_size]]
             width = max(map(len, chunk))
             ids = torch.tensor([[self.pad] * (width - len(p)) + p for p in chunk], device=self.device)
             mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk], device=self.device)
@@ -126,7 +134,7 @@ class RolloutWorker:
                 while new and new[-1] == self.pad and self.pad != self.tok.eos_token_id:
                     new.pop()  # padding after a sequence that ended early in the batch
                 new, text, finish = cut_at_stop(self.tok, new, stop, self.tok.eos_token_id)
-                out.append({"prompt_ids": p, "ids": new, "text": text, "finish": finish})
+                out.append({"prompt_ids": p, "ids": new, "text": prefix + text, "finish": finish})
         return out
 
 

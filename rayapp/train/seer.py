@@ -33,14 +33,13 @@ def _split(items: list, n: int) -> list[list]:
 
 
 def candidate_evidence(text: str) -> str:
-    """A candidate's evidence: its ``<extract>`` content, or (SEER's own format, untagged) the whole
-    output without tags."""
+    """A candidate's evidence: its ``<extract>`` content (read leniently), or (SEER's own format,
+    untagged) the whole output without tags."""
     import re
 
-    from rayapp.extract.tags import parse_tags
+    from rayapp.extract.lear import read_extractor_output
 
-    got = parse_tags(text, ["reason", "extract"]).get("extract")
-    return got or re.sub(r"</?(reason|extract)>", " ", text).strip()
+    return read_extractor_output(text)[1] or re.sub(r"</?(reason|extract)>", " ", text).strip()
 
 
 def build_seer_pairs(cfg: TrainSeerConfig, rows: list[dict[str, Any]], actors: list,
@@ -48,7 +47,7 @@ def build_seer_pairs(cfg: TrainSeerConfig, rows: list[dict[str, Any]], actors: l
     """SEER's preference pairs for ``rows`` (steps 1-3 above); returns (pairs, stats)."""
     import ray
 
-    from rayapp.extract.lear import EXTRACT_STOP
+    from rayapp.extract.lear import EXTRACT_PREFIX, EXTRACT_STOP
     from rayapp.extract.prompts import answer_prompt, extractor_prompt
     from rayapp.extract.rewards import normalize_answer
     from rayapp.extract.seer import (answer_sentence, combine_experts, conciseness, faithfulness, helpfulness,
@@ -58,7 +57,8 @@ def build_seer_pairs(cfg: TrainSeerConfig, rows: list[dict[str, Any]], actors: l
     for k, part in enumerate(_split(list(range(len(rows))), len(actors))):
         prompts = [extractor_prompt(rows[i]["question"], rows[i]["passages"]) for i in part for _ in range(cfg.candidates)]
         jobs.append((part, actors[k].generate.remote(prompts, cfg.max_extract_tokens, cfg.temperature, cfg.top_p,
-                                                     [EXTRACT_STOP], cfg.seed + k, cfg.rollout.batch_size)))
+                                                     [EXTRACT_STOP], cfg.seed + k, cfg.rollout.batch_size,
+                                                     EXTRACT_PREFIX)))
     sampled: dict[int, list[dict]] = {}
     for part, ref in jobs:
         outs = ray.get(ref)
@@ -79,7 +79,9 @@ def build_seer_pairs(cfg: TrainSeerConfig, rows: list[dict[str, Any]], actors: l
         prompts, targets = [], []
         for i in part:
             r, gold = rows[i], f"<answer>{rows[i]['answers'][0]}</answer>"
-            prompts += [answer_prompt(r["question"])] + [answer_prompt(r["question"], evidence=e) for _, e in kept[i]]
+            fmt = r["answer_format"]
+            prompts += [answer_prompt(r["question"], answer_format=fmt)]
+            prompts += [answer_prompt(r["question"], evidence=e, answer_format=fmt) for _, e in kept[i]]
             targets += [gold] * (1 + len(kept[i]))
         help_jobs.append((part, actors[k].score.remote(prompts, targets)))
     helpful: dict[int, np.ndarray] = {}
@@ -198,6 +200,7 @@ def train_seer(cfg: TrainSeerConfig) -> dict[str, Any]:
 
     out = Path(cfg.output_dir).resolve()
     rows, bad = read_extract_rows(cfg.data)
+    rows = rows[: cfg.limit]
     if read_manifest(out / "final") is not None:
         return {"name": cfg.name, "path": str(out / "final"), "reused": True}
     init = init_path(cfg.model)

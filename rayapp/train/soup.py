@@ -17,8 +17,6 @@ class SoupError(ValueError):
 
 
 def model_soup(models: Sequence[str], output: Path, weights: Optional[Sequence[float]] = None) -> Path:
-    import torch
-
     from rayapp._internal.artifacts import staging_dir, write_json_atomic
     from rayapp.embed import Embedder
     from rayapp.models import resolve_embedder

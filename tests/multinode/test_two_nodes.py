@@ -55,3 +55,27 @@ def test_corpus_and_index_on_two_nodes_match_local(two_node_cluster, tmp_path):
     vecs = np.load(index.path / "embeddings.npy")
     direct = load_sentence_transformer("minilm", 256).encode(ix.texts, normalize_embeddings=True)
     assert (vecs * direct).sum(axis=1).min() > 0.999
+
+
+def test_grpo_trainer_and_rollout_actor_on_separate_nodes(two_node_cluster, tiny_lm_dir, tmp_path):
+    import json
+
+    from rayapp.extract.data import write_extract_rows
+    from rayapp.train.config import TrainLearConfig
+    from rayapp.train.grpo import train_lear
+
+    rows = [{"question": f"Is {i} even?", "passages": [f"{i} is a number."], "answers": ["yes"]} for i in range(4)]
+    data = write_extract_rows(rows, tmp_path / "rows.jsonl")
+    cfg = TrainLearConfig(model=tiny_lm_dir, data=data, steps=1, questions_per_step=1, group_size=2,
+                          max_extract_tokens=4, max_answer_tokens=2, workers=1, cpus_per_worker=0.5,
+                          trainer_resources={"trainer": 0.5}, rollout={"num_cpus": 0.5, "resources": {"rollout": 0.5}},
+                          output_dir=tmp_path / "out")
+    out = train_lear(cfg)
+    assert out["metrics"]["step"] == 1
+    import ray
+
+    placement = json.loads((tmp_path / "out" / "placement.json").read_text())
+    offers = {n["NodeID"]: n["Resources"] for n in ray.nodes() if n["Alive"]}
+    assert [("trainer" in offers[n]) for n in placement["trainer_nodes"]] == [True]
+    assert [("rollout" in offers[n]) for n in placement["rollout_nodes"]] == [True]
+    assert placement["rollout_nodes"] != placement["trainer_nodes"]  # split by the custom resources

@@ -16,6 +16,7 @@ def app_url(ray_session, small_index, smollm2_dir, serve_port, tmp_path_factory)
         "generator": {"model": smollm2_dir, "max_new_tokens": 24, "served_name": "smollm2",
                       "pica_tasks": {"define": DEMOS}, "pica_vectors_dir": str(tmp_path_factory.mktemp("pica"))},
         "retriever": {"top_k": 3},
+        "extractor": {"method": "top_sentences", "k": 4},
         "limits": {"max_question_chars": 500, "max_top_k": 10, "max_new_tokens": 64},
         "http": {"port": serve_port},
     })
@@ -52,8 +53,11 @@ def test_query_answers_with_citations_from_its_passages(app_url):
     assert len(body["passages"]) == 3 and body["answer"]
     assert body["citations"], body["answer"]
     assert {c["id"] for c in body["citations"]} <= set(body["context_ids"]) <= passage_ids
+    ev = body["evidence"]  # the extract stage ran between retrieval and generation
+    assert ev["method"] == "top_sentences" and ev["evidence"] and ev["compression"] >= 1 and ev["rationale"]
+    assert all(p["text"] for p in body["passages"])  # the full passages are still returned
     stages = [t["stage"] for t in body["timings"]]
-    assert stages[-3:] == ["retrieve_total", "generate", "total"]
+    assert stages[-4:] == ["retrieve_total", "extract", "generate", "total"]
     assert all(t["seconds"] >= 0 for t in body["timings"])
 
 

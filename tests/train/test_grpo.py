@@ -119,3 +119,21 @@ def test_two_step_grpo_two_workers_rollout_actor_resumes(ray_session, tiny_lm_di
     assert (diff > 0) == moved
     again = train_lear(cfg)
     assert again["reused"] is True
+
+
+def test_left_padded_logprobs_match_each_sequence_alone(tiny_lm_dir):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from rayapp.train._policy import pad_sequences, sequence_logprobs
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_lm_dir).eval()
+    pairs = [([5, 6, 7, 8, 9], [10, 11]), ([12, 13], [14, 15, 16, 17])]
+    ids, attn, mask = pad_sequences(pairs, pad_id=0)
+    with torch.no_grad():
+        batched = sequence_logprobs(model, ids, attn, mask)
+        for i, (p, c) in enumerate(pairs):
+            x = torch.tensor([p + c])
+            full = torch.log_softmax(model(input_ids=x).logits[0, :-1].float(), -1)
+            alone = full[torch.arange(len(p) - 1, len(p) + len(c) - 1), torch.tensor(c)].sum()
+            assert float(batched[i]) == pytest.approx(float(alone), abs=1e-4)
