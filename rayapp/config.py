@@ -329,6 +329,9 @@ class ExtractorConfig(StrictModel):
     embedder: str = "minilm"
     k: int = Field(default=3, ge=1, description="top_sentences: sentences kept")
     max_tokens: int = Field(default=160, ge=8, le=2048)
+    #: lm: the two-phase decoding the extractor was trained with (TrainLearConfig.scaffold)
+    scaffold: bool = False
+    max_reason_tokens: int = Field(default=64, ge=4, le=2048)
     torch_threads: int = Field(default=1, ge=1)
 
     @model_validator(mode="after")

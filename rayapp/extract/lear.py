@@ -9,12 +9,13 @@ from rayapp.extract.prompts import masked_answer_prompts
 from rayapp.extract.rewards import answer_reward, format_reward, lear_reward, length_reward
 from rayapp.extract.tags import parse_tags
 
-__all__ = ["ANSWER_PREFIX", "ANSWER_STOP", "EXTRACT_PREFIX", "EXTRACT_STOP", "answer_text", "read_extractor_output", "lear_answer_prompts",
+__all__ = ["ANSWER_PREFIX", "ANSWER_STOP", "EXTRACT_PREFIX", "EXTRACT_STOP", "REASON_STOP", "EXTRACT_OPEN", "answer_text", "read_extractor_output", "lear_answer_prompts",
            "score_lear"]
 
 #: The assistant's turn opens with the first tag (part of the output; small models follow the
 #: format far more often when it is started for them) and generation stops at the closing tag.
 EXTRACT_PREFIX, EXTRACT_STOP = "<reason>", "</extract>"
+REASON_STOP, EXTRACT_OPEN = "</reason>", "<extract>"  # the scaffold's bridge (TrainLearConfig.scaffold)
 ANSWER_PREFIX, ANSWER_STOP = "<answer>", "</answer>"
 
 
@@ -47,15 +48,16 @@ def lear_answer_prompts(question: str, passages: list[str], extractor_output: st
 
 def score_lear(extractor_output: str, answers: dict[str, str], golds: list[str], passages: list[str],
                tau: float = 1.0, gamma: float = 0.5, omega: float = 0.9, w_ans: float = 0.8, w_len: float = 0.1,
-               w_fmt: float = 0.1) -> dict[str, Any]:
-    """All of LEAR's rewards for one rollout (``answers``: the raw outputs under masks r, e, f)."""
+               w_fmt: float = 0.1, tags_forced: bool = False) -> dict[str, Any]:
+    """All of LEAR's rewards for one rollout (``answers``: the raw outputs under masks r, e, f).
+    ``tags_forced``: a scaffold inserted a closing tag the model did not write, so R_fmt is 0."""
     rationale, evidence, well_formed = read_extractor_output(extractor_output)
     l_r, l_e = len(rationale.split()), len(evidence.split())
     l_p = sum(len(x.split()) for x in passages)
     o = {k: answer_text(v) for k, v in answers.items()}
     r_ans = answer_reward(golds[0], o["r"], o["e"], o["f"], golds=golds)
     r_len = length_reward(l_r, l_e, l_p, tau=tau, omega=omega, gamma=gamma)
-    r_fmt = format_reward(extractor_output, answers["r"], answers["e"], answers["f"])
+    r_fmt = 0.0 if tags_forced else format_reward(extractor_output, answers["r"], answers["e"], answers["f"])
     return {"reward": lear_reward(r_ans, r_len, r_fmt, w_ans, w_len, w_fmt), "answer": r_ans, "length": r_len,
             "format": r_fmt, "extract_well_formed": float(well_formed), "l_r": l_r, "l_e": l_e, "l_p": l_p,
             "compression": l_p / l_e if l_e else None, "answer_f": o["f"]}

@@ -20,19 +20,26 @@ class LMExtractor:
     """Greedy generation with a trained extractor; when it writes no evidence, the passages are kept
     (compression 1) and the rationale says so, so the answer never loses its context."""
 
-    def __init__(self, model: str, max_tokens: int = 160, torch_threads: int = 1):
+    def __init__(self, model: str, max_tokens: int = 160, torch_threads: int = 1, scaffold: bool = False,
+                 max_reason_tokens: int = 64):
         from rayapp.models import resolve_generator
         from rayapp.train.rollout import RolloutWorker
 
         self.sampler = RolloutWorker(resolve_generator(model), torch_threads)  # the training code path
-        self.max_tokens = max_tokens
+        self.max_tokens, self.scaffold, self.max_reason_tokens = max_tokens, scaffold, max_reason_tokens
 
     def __call__(self, question: str, passages: list[str]) -> Evidence:
-        from rayapp.extract.lear import EXTRACT_PREFIX, EXTRACT_STOP
+        from rayapp.extract.lear import EXTRACT_OPEN, EXTRACT_PREFIX, EXTRACT_STOP, REASON_STOP
         from rayapp.extract.prompts import extractor_prompt
 
-        out = self.sampler.generate([extractor_prompt(question, passages)], self.max_tokens, temperature=0.0,
-                                    stop=[EXTRACT_STOP], prefix=EXTRACT_PREFIX)[0]
+        prompt = [extractor_prompt(question, passages)]
+        if self.scaffold:
+            out = self.sampler.generate_scaffolded(prompt, self.max_reason_tokens, self.max_tokens, 0.0, 1.0, None, 1,
+                                                   EXTRACT_PREFIX, REASON_STOP, EXTRACT_OPEN,
+                                                   REASON_STOP + EXTRACT_OPEN, EXTRACT_STOP)[0]
+        else:
+            out = self.sampler.generate(prompt, self.max_tokens, temperature=0.0, stop=[EXTRACT_STOP],
+                                        prefix=EXTRACT_PREFIX)[0]
         rationale, evidence, _ = read_extractor_output(out["text"])
         if not evidence:
             text = "\n".join(passages)
@@ -49,7 +56,7 @@ def make_extractor(cfg: ExtractorConfig, encode=None):
     if cfg.method == "none":
         return None
     if cfg.method == "lm":
-        return EXTRACTORS["lm"](cfg.model, cfg.max_tokens, cfg.torch_threads)
+        return EXTRACTORS["lm"](cfg.model, cfg.max_tokens, cfg.torch_threads, cfg.scaffold, cfg.max_reason_tokens)
     if cfg.method == "top_sentences":
         if encode is None:
             from rayapp.models import load_sentence_transformer

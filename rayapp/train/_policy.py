@@ -26,10 +26,12 @@ def apply_lora(model, lora: Any):
                                           target_modules=targets))
 
 
-def pad_sequences(pairs: list[tuple[list[int], list[int]]], pad_id: int):
+def pad_sequences(pairs: list[tuple[list[int], list[int]]], pad_id: int,
+                  masks: Optional[list[Optional[list[int]]]] = None):
     """Left-padded (ids, attention_mask, loss_mask) for (prompt ids, completion ids) pairs; the loss
-    mask is 1 exactly on the completion's tokens, which all end at the last column (so the logits
-    of only the last columns are needed, and positions match left-padded generation)."""
+    mask is 1 exactly on the completion's tokens (or where ``masks[i]``, one flag per completion
+    token, is 1), which all end at the last column (so the logits of only the last columns are
+    needed, and positions match left-padded generation)."""
     import torch
 
     width = max(len(p) + len(c) for p, c in pairs)
@@ -41,7 +43,8 @@ def pad_sequences(pairs: list[tuple[list[int], list[int]]], pad_id: int):
         ids[i, width - n:] = torch.tensor(p + c, dtype=torch.long)
         attn[i, width - n:] = 1
         if c:
-            loss[i, width - len(c):] = 1
+            m = masks[i] if masks is not None and masks[i] is not None else [1] * len(c)
+            loss[i, width - len(c):] = torch.tensor(m, dtype=torch.long)
     return ids, attn, loss
 
 

@@ -215,6 +215,12 @@ class _PolicyTrainConfig(StrictModel):
     torch_threads: int = Field(default=1, ge=1)
     deepspeed: DeepSpeedConfig = DeepSpeedConfig()
     rollout: RolloutConfig = RolloutConfig()
+    #: Two-phase rollouts for small models: sample the rationale (at most ``max_reason_tokens``,
+    #: up to ``</reason>``), insert ``</reason>`` if the model did not write it and ``<extract>``,
+    #: then sample the evidence (``max_extract_tokens``). Inserted tokens are not in the loss and (LEAR) a
+    #: forced ``</reason>`` makes R_fmt 0. Off (the paper's free-form rollouts) by default.
+    scaffold: bool = False
+    max_reason_tokens: int = Field(default=64, ge=4)
     checkpoint_every: int = Field(default=10, ge=1)
     keep_checkpoints: int = Field(default=2, ge=1)
     max_failures: int = Field(default=1, ge=0)

@@ -24,7 +24,7 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -50,13 +50,14 @@ def question_order(n_rows: int, total: int, seed: int) -> list[int]:
 
 
 def lear_sequences(extractions: list[dict[str, Any]], answers_f: list[dict[str, Any]],
-                   advantages: list[float]) -> list[tuple[list[int], list[int], float]]:
-    """The sequences the GRPO loss covers: each extraction (its r and e tokens) and its o_f answer,
-    both with the sample's advantage; o_r and o_e only feed the reward and are not in the loss."""
+                   advantages: list[float]) -> list[tuple[list[int], list[int], Optional[list[int]], float]]:
+    """The sequences the GRPO loss covers, as (prompt ids, completion ids, completion mask,
+    advantage): each extraction (its r and e tokens; tags a scaffold inserted are masked out) and
+    its o_f answer, both with the sample's advantage; o_r and o_e only feed the reward."""
     seqs = []
     for x, f, a in zip(extractions, answers_f, advantages):
-        seqs.append((x["prompt_ids"], x["ids"], a))
-        seqs.append((f["prompt_ids"], f["ids"], a))
+        seqs.append((x["prompt_ids"], x["ids"], x.get("sampled"), a))
+        seqs.append((f["prompt_ids"], f["ids"], None, a))
     return seqs
 
 
@@ -68,8 +69,8 @@ def _grpo_loop(config: dict[str, Any]) -> None:
     import torch.distributed as dist
 
     from rayapp.extract.data import read_extract_rows
-    from rayapp.extract.lear import (ANSWER_PREFIX, ANSWER_STOP, EXTRACT_PREFIX, EXTRACT_STOP, lear_answer_prompts,
-                                     score_lear)
+    from rayapp.extract.lear import (ANSWER_PREFIX, ANSWER_STOP, EXTRACT_OPEN, EXTRACT_PREFIX, EXTRACT_STOP,
+                                     REASON_STOP, lear_answer_prompts, score_lear)
     from rayapp.extract.prompts import extractor_prompt
     from rayapp.train._policy import (completion_width, pad_sequences, policy_engine, policy_state, report_checkpoint,
                                       resume_engine, save_policy, token_logprobs)
@@ -125,8 +126,14 @@ def _grpo_loop(config: dict[str, Any]) -> None:
         batch = [rows[i] for i in order[lo: lo + per_worker]]
         prompts = [extractor_prompt(r["question"], r["passages"]) for r in batch for _ in range(cfg.group_size)]
         seed = cfg.seed * 100_003 + step * 1009 + rank
-        extractions = ray.get(actor.generate.remote(prompts, cfg.max_extract_tokens, cfg.temperature, cfg.top_p,
-                                                    [EXTRACT_STOP], seed, cfg.rollout.batch_size, EXTRACT_PREFIX))
+        if cfg.scaffold:
+            extractions = ray.get(actor.generate_scaffolded.remote(
+                prompts, cfg.max_reason_tokens, cfg.max_extract_tokens, cfg.temperature, cfg.top_p, seed,
+                cfg.rollout.batch_size, EXTRACT_PREFIX, REASON_STOP, EXTRACT_OPEN, REASON_STOP + EXTRACT_OPEN,
+                EXTRACT_STOP))
+        else:
+            extractions = ray.get(actor.generate.remote(prompts, cfg.max_extract_tokens, cfg.temperature, cfg.top_p,
+                                                        [EXTRACT_STOP], seed, cfg.rollout.batch_size, EXTRACT_PREFIX))
         t_rollout = time.perf_counter()
         answer_prompts = []
         for i, x in enumerate(extractions):
@@ -139,7 +146,8 @@ def _grpo_loop(config: dict[str, Any]) -> None:
         for i, x in enumerate(extractions):
             r = batch[i // cfg.group_size]
             o = {k: answers[3 * i + j]["text"] for j, k in enumerate("ref")}
-            scores.append(score_lear(x["text"], o, r["answers"], r["passages"], **cfg.reward.model_dump()))
+            scores.append(score_lear(x["text"], o, r["answers"], r["passages"], tags_forced=x.get("forced", False),
+                                     **cfg.reward.model_dump()))
         rewards = torch.tensor([s["reward"] for s in scores]).view(per_worker, cfg.group_size)
         adv = advantage_fn(rewards, min_std=cfg.min_std).flatten().tolist()
         t_reward = time.perf_counter()
@@ -147,10 +155,11 @@ def _grpo_loop(config: dict[str, Any]) -> None:
         loss_sum = 0.0
         for b in range(0, len(seqs), cfg.micro_batch_size):
             part = seqs[b: b + cfg.micro_batch_size]
-            ids, attn, mask = (t.to(device) for t in pad_sequences([(p, c) for p, c, _ in part], pad))
+            ids, attn, mask = (t.to(device) for t in pad_sequences([(p, c) for p, c, _, _ in part], pad,
+                                                                   [m for _, _, m, _ in part]))
             keep = completion_width(mask)
             mask = mask[:, -keep:]
-            a = torch.tensor([x for _, _, x in part], device=device)
+            a = torch.tensor([x for _, _, _, x in part], device=device)
             logp = token_logprobs(engine, ids, attn, keep)
             ref_logp = logp.detach()
             if ref is not None:

@@ -110,12 +110,20 @@ class RolloutWorker:
                  batch_size: int = 16, prefix: str = "") -> list[dict[str, Any]]:
         """Per prompt: ``prompt_ids`` (with ``prefix``), the sampled ``ids``, ``text`` (``prefix`` +
         the decoded ids, cut after the first stop string) and ``finish``."""
+        out = self.generate_ids([self.prompt_ids(p, prefix) for p in prompts], max_tokens, temperature, top_p, stop,
+                                seed, batch_size)
+        return [{**o, "text": prefix + o["text"]} for o in out]
+
+    def generate_ids(self, prompt_ids: list[list[int]], max_tokens: int, temperature: float = 1.0, top_p: float = 1.0,
+                     stop: Optional[list[str]] = None, seed: Optional[int] = None,
+                     batch_size: int = 16) -> list[dict[str, Any]]:
+        """:meth:`generate` from token ids (``text`` is the decoded completion only)."""
         import torch
 
         stop = list(stop or [])
         out = []
-        for b in range(0, len(prompts), batch_size):
-            chunk = [self.prompt_ids(p, prefix) for p in prompts[b: b + batch_size]]
+        for b in range(0, len(prompt_ids), batch_size):
+            chunk = prompt_ids[b: b + batch_size]
             width = max(map(len, chunk))
             ids = torch.tensor([[self.pad] * (width - len(p)) + p for p in chunk], device=self.device)
             mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk], device=self.device)
@@ -134,7 +142,35 @@ class RolloutWorker:
                 while new and new[-1] == self.pad and self.pad != self.tok.eos_token_id:
                     new.pop()  # padding after a sequence that ended early in the batch
                 new, text, finish = cut_at_stop(self.tok, new, stop, self.tok.eos_token_id)
-                out.append({"prompt_ids": p, "ids": new, "text": prefix + text, "finish": finish})
+                out.append({"prompt_ids": list(p), "ids": new, "text": text, "finish": finish})
+        return out
+
+    def generate_scaffolded(self, prompts: list[list[dict[str, str]]], max_first: int, max_second: int,
+                            temperature: float, top_p: float, seed: Optional[int], batch_size: int, prefix: str,
+                            first_stop: str, bridge_closed: str, bridge_open: str,
+                            second_stop: str) -> list[dict[str, Any]]:
+        """Two-phase sampling for small models: sample up to ``first_stop`` (at most ``max_first``
+        tokens), insert a bridge (``bridge_closed`` when the model wrote ``first_stop`` itself, else
+        ``bridge_open``, which closes it), then sample up to ``second_stop``. ``sampled`` marks the
+        completion tokens the policy sampled (inserted ones are 0, and stay out of the loss);
+        ``forced`` says that the first section's closing tag was inserted."""
+        eos = self.tok.eos_token_id
+        first = self.generate(prompts, max_first, temperature, top_p, [first_stop], seed, batch_size, prefix)
+        bridges = []
+        for o in first:
+            if o["ids"] and o["ids"][-1] == eos:
+                o["ids"] = o["ids"][:-1]  # ended early: continue after the text, not after EOS
+            closed = o["finish"] == "stop" and o["text"].endswith(first_stop)
+            bridge = bridge_closed if closed else bridge_open
+            bridges.append((closed, bridge, self.tok(bridge, add_special_tokens=False)["input_ids"]))
+        second = self.generate_ids([o["prompt_ids"] + o["ids"] + b for o, (_, _, b) in zip(first, bridges)],
+                                   max_second, temperature, top_p, [second_stop],
+                                   None if seed is None else seed + 7919, batch_size)
+        out = []
+        for o, (closed, bridge, bids), s2 in zip(first, bridges, second):
+            out.append({"prompt_ids": o["prompt_ids"], "ids": o["ids"] + bids + s2["ids"],
+                        "sampled": [1] * len(o["ids"]) + [0] * len(bids) + [1] * len(s2["ids"]),
+                        "text": o["text"] + bridge + s2["text"], "finish": s2["finish"], "forced": not closed})
         return out
 
 

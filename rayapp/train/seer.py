@@ -47,7 +47,7 @@ def build_seer_pairs(cfg: TrainSeerConfig, rows: list[dict[str, Any]], actors: l
     """SEER's preference pairs for ``rows`` (steps 1-3 above); returns (pairs, stats)."""
     import ray
 
-    from rayapp.extract.lear import EXTRACT_PREFIX, EXTRACT_STOP
+    from rayapp.extract.lear import EXTRACT_OPEN, EXTRACT_PREFIX, EXTRACT_STOP, REASON_STOP
     from rayapp.extract.prompts import answer_prompt, extractor_prompt
     from rayapp.extract.rewards import normalize_answer
     from rayapp.extract.seer import (answer_sentence, combine_experts, conciseness, faithfulness, helpfulness,
@@ -56,9 +56,15 @@ def build_seer_pairs(cfg: TrainSeerConfig, rows: list[dict[str, Any]], actors: l
     jobs = []
     for k, part in enumerate(_split(list(range(len(rows))), len(actors))):
         prompts = [extractor_prompt(rows[i]["question"], rows[i]["passages"]) for i in part for _ in range(cfg.candidates)]
-        jobs.append((part, actors[k].generate.remote(prompts, cfg.max_extract_tokens, cfg.temperature, cfg.top_p,
-                                                     [EXTRACT_STOP], cfg.seed + k, cfg.rollout.batch_size,
-                                                     EXTRACT_PREFIX)))
+        if cfg.scaffold:
+            ref = actors[k].generate_scaffolded.remote(prompts, cfg.max_reason_tokens, cfg.max_extract_tokens,
+                                                       cfg.temperature, cfg.top_p, cfg.seed + k, cfg.rollout.batch_size,
+                                                       EXTRACT_PREFIX, REASON_STOP, EXTRACT_OPEN,
+                                                       REASON_STOP + EXTRACT_OPEN, EXTRACT_STOP)
+        else:
+            ref = actors[k].generate.remote(prompts, cfg.max_extract_tokens, cfg.temperature, cfg.top_p,
+                                            [EXTRACT_STOP], cfg.seed + k, cfg.rollout.batch_size, EXTRACT_PREFIX)
+        jobs.append((part, ref))
     sampled: dict[int, list[dict]] = {}
     for part, ref in jobs:
         outs = ray.get(ref)
@@ -105,7 +111,9 @@ def build_seer_pairs(cfg: TrainSeerConfig, rows: list[dict[str, Any]], actors: l
         s = combine_experts(experts, cfg.cv_tau)
         for w, l, lam in preference_pairs(s, cfg.max_pairs_per_row):
             pairs.append({"row": r["id"], "prompt_ids": cands[w][0]["prompt_ids"], "chosen_ids": cands[w][0]["ids"],
-                          "rejected_ids": cands[l][0]["ids"], "lambda": lam, "s_w": float(s[w]), "s_l": float(s[l]),
+                          "rejected_ids": cands[l][0]["ids"],
+                          "chosen_mask": cands[w][0].get("sampled"), "rejected_mask": cands[l][0].get("sampled"),
+                          "lambda": lam, "s_w": float(s[w]), "s_l": float(s[l]),
                           "chosen": cands[w][0]["text"], "rejected": cands[l][0]["text"],
                           "experts_w": experts[w].round(4).tolist(), "experts_l": experts[l].round(4).tolist()})
     stats = {"rows": len(rows), "rows_with_candidates": len(kept), "candidates_kept": n_candidates,
@@ -155,7 +163,8 @@ def _lpo_loop(config: dict[str, Any]) -> None:
         for b in range(0, len(batch), per_micro):
             part = batch[b: b + per_micro]
             seqs = [(p["prompt_ids"], p["chosen_ids"]) for p in part] + [(p["prompt_ids"], p["rejected_ids"]) for p in part]
-            ids, attn, mask = (t.to(device) for t in pad_sequences(seqs, pad))
+            masks = [p.get("chosen_mask") for p in part] + [p.get("rejected_mask") for p in part]
+            ids, attn, mask = (t.to(device) for t in pad_sequences(seqs, pad, masks))
             logp = sequence_logprobs(engine, ids, attn, mask)
             with torch.no_grad():
                 ref_logp = sequence_logprobs(ref, ids, attn, mask)

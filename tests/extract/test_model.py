@@ -43,3 +43,10 @@ def test_heuristics_by_name(minilm):
     assert make_extractor(ExtractorConfig()) is None
     with pytest.raises(ValueError, match="extractor.model: method 'lm' needs"):
         ExtractorConfig(method="lm")
+
+
+def test_lm_extractor_with_the_scaffold_always_has_evidence(tiny_lm_dir):
+    ex = make_extractor(ExtractorConfig(method="lm", model=tiny_lm_dir, max_tokens=8, scaffold=True,
+                                        max_reason_tokens=4))
+    ev = ex("Does aspirin help?", ["Aspirin lowers risk.", "It is cheap."])
+    assert ev.evidence and not ev.rationale.startswith("no evidence extracted")

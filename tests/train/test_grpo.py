@@ -24,11 +24,15 @@ def test_loss_sequences_cover_extraction_and_o_f_only():
     ext = [{"prompt_ids": [1, 2, 3], "ids": [10, 11]}]
     o_f = [{"prompt_ids": [4, 5], "ids": [20, 21, 22]}]
     seqs = lear_sequences(ext, o_f, [0.5])
-    assert [(p, c) for p, c, _ in seqs] == [([1, 2, 3], [10, 11]), ([4, 5], [20, 21, 22])]
-    assert all(a == 0.5 for _, _, a in seqs)
-    ids, attn, mask = pad_sequences([(p, c) for p, c, _ in seqs], pad_id=0)
+    assert [(p, c) for p, c, _, _ in seqs] == [([1, 2, 3], [10, 11]), ([4, 5], [20, 21, 22])]
+    assert all(a == 0.5 for *_, a in seqs)
+    ids, attn, mask = pad_sequences([(p, c) for p, c, _, _ in seqs], pad_id=0, masks=[m for _, _, m, _ in seqs])
     assert ids[mask.bool()].tolist() == [10, 11, 20, 21, 22]  # only completion tokens
     assert attn.sum().item() == 10 and mask.sum().item() == 5
+    # tokens a scaffold inserted (sampled = 0) stay out of the loss
+    scaffolded = lear_sequences([{"prompt_ids": [1], "ids": [10, 99, 11], "sampled": [1, 0, 1]}], o_f, [1.0])
+    ids, _, mask = pad_sequences([(p, c) for p, c, _, _ in scaffolded], 0, [m for _, _, m, _ in scaffolded])
+    assert ids[mask.bool()].tolist() == [10, 11, 20, 21, 22]
 
 
 def test_question_order_covers_every_row_each_epoch():
@@ -76,6 +80,22 @@ def test_rollout_worker_generates_and_syncs_weights(tiny_lm_dir):
         w.load_weights({}, 8)
 
 
+def test_scaffolded_rollout_inserts_tags_outside_the_loss(tiny_lm_dir):
+    from rayapp.extract.lear import EXTRACT_OPEN, EXTRACT_PREFIX, EXTRACT_STOP, REASON_STOP
+    from rayapp.train.rollout import RolloutWorker
+
+    w = RolloutWorker(tiny_lm_dir)
+    prompt = [{"role": "user", "content": "q"}]
+    out = w.generate_scaffolded([prompt] * 2, 3, 4, 1.0, 1.0, 0, 8, EXTRACT_PREFIX, REASON_STOP, EXTRACT_OPEN,
+                                REASON_STOP + EXTRACT_OPEN, EXTRACT_STOP)
+    bridge = w.tok(REASON_STOP + EXTRACT_OPEN, add_special_tokens=False)["input_ids"]
+    for o in out:
+        assert o["forced"] and o["text"].startswith("<reason>") and "</reason><extract>" in o["text"]
+        assert len(o["sampled"]) == len(o["ids"]) and o["sampled"].count(0) == len(bridge)
+        k = o["sampled"].index(0)
+        assert o["ids"][k: k + len(bridge)] == bridge and o["prompt_ids"] == w.prompt_ids(prompt, "<reason>")
+
+
 def test_cut_at_stop_keeps_the_closing_tag(tiny_lm_dir):
     from transformers import AutoTokenizer
 
@@ -99,7 +119,8 @@ def test_two_step_grpo_two_workers_rollout_actor_resumes(ray_session, tiny_lm_di
         f.write("{broken\n")
     cfg = TrainLearConfig(model=tiny_lm_dir, data=data, steps=2, questions_per_step=2, group_size=2, workers=2,
                           cpus_per_worker=0.5, rollout={"num_cpus": 0.5, "batch_size": 8}, max_extract_tokens=8,
-                          max_answer_tokens=4, micro_batch_size=2, lr=1e-3, checkpoint_every=1,
+                          max_answer_tokens=4, micro_batch_size=2, lr=1e-3, checkpoint_every=1, scaffold=True,
+                          max_reason_tokens=4,
                           inject_failure_at_step=1, deepspeed={"zero_stage": 1}, output_dir=tmp_path / "out")
     out = train_lear(cfg)
     assert (tmp_path / "out" / ".injected-failure").exists()
@@ -114,9 +135,9 @@ def test_two_step_grpo_two_workers_rollout_actor_resumes(ray_session, tiny_lm_di
     trained = AutoModelForCausalLM.from_pretrained(out["path"])
     base = AutoModelForCausalLM.from_pretrained(tiny_lm_dir)
     diff = sum(float((a - b).abs().sum()) for a, b in zip(trained.parameters(), base.parameters()))
-    # a random model writes no tags, so its group rewards can tie; the policy moves iff an advantage is non-zero
-    moved = any(m["mean_abs_advantage"] > 0 for m in lines)
-    assert (diff > 0) == moved
+    # the scaffold gives every rollout evidence of its own length, so rewards differ within a group
+    assert any(m["mean_abs_advantage"] > 0 for m in lines) and diff > 0  # the updates changed the policy
+    assert all(m["mean_compression"] is not None for m in lines)
     again = train_lear(cfg)
     assert again["reused"] is True
 
@@ -137,3 +158,28 @@ def test_left_padded_logprobs_match_each_sequence_alone(tiny_lm_dir):
             full = torch.log_softmax(model(input_ids=x).logits[0, :-1].float(), -1)
             alone = full[torch.arange(len(p) - 1, len(p) + len(c) - 1), torch.tensor(c)].sum()
             assert float(batched[i]) == pytest.approx(float(alone), abs=1e-4)
+
+
+def test_lora_weight_sync_sends_only_the_adapter(tiny_lm_dir):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from rayapp.train._policy import apply_lora, policy_state
+    from rayapp.train.config import LoraConfig
+    from rayapp.train.rollout import RolloutWorker
+
+    lora = LoraConfig(r=2, alpha=4, dropout=0.0).model_dump()
+    policy = apply_lora(AutoModelForCausalLM.from_pretrained(tiny_lm_dir), lora)
+    with torch.no_grad():
+        for n, p in policy.named_parameters():
+            if "lora_B" in n:
+                p.fill_(0.5)  # a trained adapter (B starts at 0)
+    state = policy_state(policy, lora=True, zero3=False)
+    assert state and all("lora_" in k for k in state)
+    w = RolloutWorker(tiny_lm_dir, lora=lora)
+    prompt = [{"role": "user", "content": "hi"}]
+    w.load_weights(state, 1)
+    x = torch.tensor([w.prompt_ids(prompt)])
+    with torch.no_grad():
+        assert torch.allclose(w.model(input_ids=x).logits, policy(input_ids=x).logits, atol=1e-5)
+    assert w.version == 1
