@@ -247,6 +247,22 @@ def _fit(stage: int, cfg: TrainRecConfig, out: Path, extra: dict[str, Any]) -> d
     return {"path": str(final), "seconds": round(time.perf_counter() - t0, 1), "metrics": result.metrics or {}}
 
 
+def _write_serving_files(out: Path, cfg: TrainRecConfig, data: SeqData, stage1_model: str) -> None:
+    """What :class:`~rayapp.recommend.service.RecommenderService` loads: the config, the item ids and
+    every user's history (original ids), next to ``stage1.pt`` / ``stage2.pt``."""
+    import json
+    import shutil
+
+    from rayapp._internal.artifacts import write_json_atomic
+
+    if Path(stage1_model).resolve() != (out / "stage1.pt").resolve():
+        shutil.copyfile(stage1_model, out / "stage1.pt")
+    write_json_atomic(out / "items.json", data.item_ids)
+    histories = {u: [data.item_ids[i] for i in s] for u, s in zip(data.users, data.seqs)}
+    (out / "histories.json").write_text(json.dumps(histories), encoding="utf-8")
+    write_json_atomic(out / "manifest.json", {"kind": "recommender", "config": cfg.model_dump(mode="json")})
+
+
 def train_rec(cfg: TrainRecConfig, stage1_model: Optional[str] = None) -> dict[str, Any]:
     """Stage 1 (unless ``stage1_model`` is given), then stage 2 when configured; test metrics of each.
     Ray must be initialised."""
@@ -268,6 +284,7 @@ def train_rec(cfg: TrainRecConfig, stage1_model: Optional[str] = None) -> dict[s
     backbone.load_state_dict(torch.load(stage1_model, weights_only=True))
     backbone.eval()
     summary["stage1_test"] = evaluate(backbone, data, "test", cfg)
+    _write_serving_files(out, cfg, data, stage1_model)
     if cfg.stage2 is not None:
         summary["stage2"] = _fit(2, cfg, out, {"stage1_model": str(Path(stage1_model).resolve())})
         ra = RetrievalAugmentedModule(m.hidden, m.heads, m.inner, m.dropout)

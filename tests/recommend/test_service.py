@@ -1,0 +1,55 @@
+"""The recommender service behind /v1/recommend: top-k, clear errors, online memory appends."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rayapp.recommend.service import RecommendRequestError, RecommenderService
+from tests.recommend.test_train import small_cfg
+
+
+@pytest.fixture()
+def model_dir(tmp_path):
+    from rayapp.recommend.raserec import RetrievalAugmentedModule
+    from rayapp.recommend.sasrec import SASRec
+    from rayapp.recommend.train import _write_serving_files, load_interactions
+
+    cfg = small_cfg(tmp_path)
+    data = load_interactions(cfg)
+    out = tmp_path / "out"
+    out.mkdir()
+    torch.manual_seed(0)
+    torch.save(SASRec(data.n_items, 16, 2, 2, 32, 0.1, 8).state_dict(), tmp_path / "s1.pt")
+    _write_serving_files(out, cfg, data, str(tmp_path / "s1.pt"))
+    torch.save(RetrievalAugmentedModule(16, 2, 32, 0.1).state_dict(), out / "stage2.pt")
+    return out
+
+
+def test_recommend_and_errors(model_dir):
+    svc = RecommenderService(model_dir, max_history=5)
+    out = svc.recommend(items=["i1", "i2"], k=3)
+    assert len(out["items"]) == 3 and out["mode"] == "raserec"
+    assert not {"i1", "i2"} & {x["item"] for x in out["items"]}  # seen items are excluded
+    assert [x["score"] for x in out["items"]] == sorted((x["score"] for x in out["items"]), reverse=True)
+    assert svc.recommend(user="u3", k=2)["history_length"] == 8
+    for kw, field, needle in [({"items": ["nope", "i1"]}, "items", r"unknown item ids \['nope'\]"),
+                              ({"items": []}, "items", "must not be empty"),
+                              ({"items": ["i1"] * 6}, "items", "at most 5 items"),
+                              ({"user": "ghost"}, "user", "unknown user 'ghost'"),
+                              ({}, "items", "give the recent item ids")]:
+        with pytest.raises(RecommendRequestError, match=needle) as e:
+            svc.recommend(**kw)
+        assert e.value.field == field
+
+
+def test_append_adds_memories_visible_to_the_next_request(model_dir):
+    svc = RecommenderService(model_dir)
+    n = svc.recommend(items=["i1"])["memories"]
+    out = svc.append("newbie", ["i5", "i6", "i7"])
+    assert out["memories_added"] == 2 and out["memories"] == n + 2 and out["history_length"] == 3
+    assert svc.recommend(user="newbie")["history_length"] == 3
+    more = svc.append("newbie", ["i8"])
+    assert more["memories_added"] == 1  # the prefix i5 i6 i7 -> i8
+    with pytest.raises(RecommendRequestError, match="unknown item ids"):
+        svc.append("newbie", ["zzz"])
