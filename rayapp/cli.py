@@ -33,6 +33,7 @@ JOBS = {
     "train-seer": ("jobs.train_seer", "train a SEER evidence extractor (expert-scored pairs, LPO)"),
     "bench-lear": ("jobs.bench_lear", "benchmark: LEAR GRPO reward / format / compression curves"),
     "bench-extract": ("jobs.bench_extract", "benchmark: compression and answer F1 of each extractor"),
+    "train-rec": ("jobs.train_rec", "train SASRec / DuoRec / RaSeRec (sequential recommendation) on Ray Train"),
 }
 
 

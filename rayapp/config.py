@@ -24,6 +24,7 @@ __all__ = [
     "ClusterConfig",
     "EmbedConfig",
     "ExtractorConfig",
+    "RecommenderConfig",
     "IndexConfig",
     "RetrieverConfig",
     "FunnelConfig",
@@ -341,6 +342,14 @@ class ExtractorConfig(StrictModel):
         return self
 
 
+class RecommenderConfig(StrictModel):
+    """``/v1/recommend``: a folder written by ``rayapp train-rec`` (unset: no recommender)."""
+
+    model_dir: Optional[Path] = None
+    max_history: int = Field(default=200, ge=1)
+    max_top_k: int = Field(default=100, ge=1)
+
+
 class AppConfig(StrictModel):
     """The Serve application: ingress -> retriever -> generator, each its own deployment.
 
@@ -350,6 +359,7 @@ class AppConfig(StrictModel):
     retriever: RetrieverConfig = Field(default_factory=RetrieverConfig)
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
     extractor: ExtractorConfig = Field(default_factory=ExtractorConfig)
+    recommender: RecommenderConfig = Field(default_factory=RecommenderConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     http: HTTPConfig = Field(default_factory=HTTPConfig)
     num_cpus_per_replica: float = Field(default=0.25, gt=0)

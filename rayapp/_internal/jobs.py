@@ -22,11 +22,13 @@ M = TypeVar("M", bound=BaseModel)
 def _user_errors() -> tuple[type[BaseException], ...]:
     from rayapp.data import EmptyCorpusError, SourceError
     from rayapp.extract.data import ExtractDataError
+    from rayapp.recommend.data import InteractionDataError
     from rayapp.models import ModelNotFoundError
     from rayapp.train.embedder import TrainingDataError
     from rayapp.train.soup import SoupError
 
-    return (ConfigError, ModelNotFoundError, EmptyCorpusError, SourceError, TrainingDataError, SoupError, ExtractDataError)
+    return (ConfigError, ModelNotFoundError, EmptyCorpusError, SourceError, TrainingDataError, SoupError, ExtractDataError,
+            InteractionDataError)
 
 
 def run_job(name: str, model: type[M], default_config: str, run: Callable[..., Any],

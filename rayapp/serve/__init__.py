@@ -18,7 +18,8 @@ import httpx
 from ray import serve
 
 from rayapp.config import AppConfig, load_config
-from rayapp.serve._deployments import Extractor, FunnelRetriever, Generator, Ingress, PostRanker, Retriever
+from rayapp.serve._deployments import (Extractor, FunnelRetriever, Generator, Ingress, PostRanker, Recommender,
+                                      Retriever)
 
 __all__ = ["build_app", "app_builder", "start_app", "APP_NAME"]
 
@@ -39,8 +40,10 @@ def build_app(cfg: AppConfig, index_path: str | Path) -> serve.Application:
     generator = serve.deployment(Generator).options(name="Generator", **opts).bind(cfg.generator)
     extractor = (serve.deployment(Extractor).options(name="Extractor", **opts).bind(cfg.extractor)
                  if cfg.extractor.method != "none" else None)
+    recommender = (serve.deployment(Recommender).options(name="Recommender", **opts).bind(cfg.recommender)
+                   if cfg.recommender.model_dir is not None else None)
     return Ingress.options(name="Ingress", **opts).bind(retriever, generator, cfg.limits, cfg.retriever.top_k,
-                                                         cfg.generator, extractor)
+                                                         cfg.generator, extractor, recommender, cfg.recommender)
 
 
 def app_builder(args: dict[str, Any]) -> serve.Application:

@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from rayapp.config import Demo, ExtractorConfig, GeneratorConfig, LimitsConfig, RetrieverConfig
+from rayapp.config import Demo, ExtractorConfig, GeneratorConfig, LimitsConfig, RecommenderConfig, RetrieverConfig
 from rayapp.types import Hit
 
 log = logging.getLogger("rayapp.serve")
@@ -116,6 +116,32 @@ class Extractor:
         return {"method": self.cfg.method, "evidence": ev.evidence, "rationale": ev.rationale,
                 "compression": ev.compression if math.isfinite(ev.compression) else None,
                 "hits": evidence_hits(hits, ev.evidence), "seconds": round(time.perf_counter() - t0, 6)}
+
+
+class Recommender:
+    """Sequential recommendation (SASRec, or RaSeRec with its memory bank): top-k items and online
+    appends of interactions (one replica holds the bank, so an append is seen by the next request)."""
+
+    def __init__(self, cfg: RecommenderConfig):
+        from rayapp.recommend.service import RecommenderService
+
+        self.svc = RecommenderService(cfg.model_dir, cfg.max_history)
+
+    def recommend(self, items: Optional[list[str]], user: Optional[str], k: int) -> dict[str, Any]:
+        from rayapp.recommend.service import RecommendRequestError
+
+        try:
+            return self.svc.recommend(items=items, user=user, k=k)
+        except RecommendRequestError as e:
+            return {"error": {"field": e.field, "message": str(e)}}
+
+    def append(self, user: str, items: list[str]) -> dict[str, Any]:
+        from rayapp.recommend.service import RecommendRequestError
+
+        try:
+            return self.svc.append(user, items)
+        except RecommendRequestError as e:
+            return {"error": {"field": e.field, "message": str(e)}}
 
 
 class Generator:
@@ -225,6 +251,17 @@ class QueryRequest(RetrieveRequest):
     max_new_tokens: Optional[int] = Field(default=None, ge=1)
 
 
+class RecommendRequest(_Request):
+    items: Optional[list[StrictStr]] = None
+    user: Optional[StrictStr] = None
+    top_k: int = Field(default=10, ge=1)
+
+
+class InteractionsRequest(_Request):
+    user: StrictStr = Field(min_length=1)
+    items: list[StrictStr] = Field(min_length=1)
+
+
 class _Message(_Request):
     role: Literal["system", "user", "assistant"]
     content: StrictStr
@@ -306,8 +343,10 @@ class Ingress:
 
     def __init__(self, retriever: DeploymentHandle, generator: DeploymentHandle, limits: LimitsConfig,
                  default_top_k: int, generator_cfg: Optional[GeneratorConfig] = None,
-                 extractor: Optional[DeploymentHandle] = None):
+                 extractor: Optional[DeploymentHandle] = None, recommender: Optional[DeploymentHandle] = None,
+                 recommender_cfg: Optional[RecommenderConfig] = None):
         self.retriever, self.generator, self.extractor = retriever, generator, extractor
+        self.recommender, self.rec_cfg = recommender, recommender_cfg or RecommenderConfig()
         self.limits, self.default_top_k = limits, default_top_k
         self.gen_cfg = generator_cfg or GeneratorConfig()
         self.model_id = self.gen_cfg.served_name or self.gen_cfg.model
@@ -341,6 +380,31 @@ class Ingress:
         out["timings"].append({"stage": "retrieve_total", "seconds": round(time.perf_counter() - t0, 6),
                                "n_in": 0, "n_out": len(out["hits"])})
         return out
+
+    def _recommender_or_404(self) -> DeploymentHandle:
+        if self.recommender is None:
+            raise HTTPException(404, {"type": "not_configured",
+                                      "message": "no recommender in this app (set recommender.model_dir)"})
+        return self.recommender
+
+    @staticmethod
+    def _rec_result(out: dict[str, Any]) -> dict[str, Any]:
+        if "error" in out:
+            raise HTTPException(422, {"type": "invalid_request", **out["error"]})
+        return out
+
+    @api.post("/v1/recommend")
+    async def recommend(self, req: RecommendRequest) -> dict[str, Any]:
+        rec = self._recommender_or_404()
+        _limit("top_k", req.top_k, self.rec_cfg.max_top_k)
+        t0 = time.perf_counter()
+        out = self._rec_result(await self._call("recommender", rec.recommend, req.items, req.user, req.top_k))
+        return {**out, "seconds": round(time.perf_counter() - t0, 6)}
+
+    @api.post("/v1/recommend/interactions")
+    async def interactions(self, req: InteractionsRequest) -> dict[str, Any]:
+        rec = self._recommender_or_404()
+        return self._rec_result(await self._call("recommender", rec.append, req.user, req.items))
 
     @api.post("/v1/query")
     async def query(self, req: QueryRequest) -> dict[str, Any]:

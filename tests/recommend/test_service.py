@@ -9,8 +9,8 @@ from rayapp.recommend.service import RecommendRequestError, RecommenderService
 from tests.recommend.test_train import small_cfg
 
 
-@pytest.fixture()
-def model_dir(tmp_path):
+def build_model_dir(tmp_path):
+    """A recommender folder as train_rec writes it, with seeded untrained weights (mechanics)."""
     from rayapp.recommend.raserec import RetrievalAugmentedModule
     from rayapp.recommend.sasrec import SASRec
     from rayapp.recommend.train import _write_serving_files, load_interactions
@@ -24,6 +24,11 @@ def model_dir(tmp_path):
     _write_serving_files(out, cfg, data, str(tmp_path / "s1.pt"))
     torch.save(RetrievalAugmentedModule(16, 2, 32, 0.1).state_dict(), out / "stage2.pt")
     return out
+
+
+@pytest.fixture()
+def model_dir(tmp_path):
+    return build_model_dir(tmp_path)
 
 
 def test_recommend_and_errors(model_dir):

@@ -89,3 +89,17 @@ def test_two_worker_training_learns_and_resumes(ray_session, tmp_path):
     untrained = evaluate(SASRec(data.n_items, 16, 2, 2, 32, 0.1, 8).eval(), data, "test", cfg)
     assert out["stage1_test"]["hr@10"] > untrained["hr@10"] + 0.2
     assert 0 <= out["stage2_test"]["hr@10"] <= 1 and set(out["stage2_test"]) == set(untrained)
+
+
+def test_train_job_with_missing_data_exits_2(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"data: {tmp_path / 'none.txt'}\noutput_dir: {tmp_path / 'out'}\n")
+    r = subprocess.run([sys.executable, "-m", "jobs.train_rec", "--config", str(cfg)], capture_output=True, text=True,
+                       cwd=Path(__file__).resolve().parents[2], timeout=300)
+    assert r.returncode == 2 and "interaction file not found" in r.stderr, r.stderr
+    with pytest.raises(ValueError, match="stage1.epochs"):
+        TrainRecConfig(stage1={"epochs": 0})

@@ -11,12 +11,15 @@ def app_url(ray_session, small_index, smollm2_dir, serve_port, tmp_path_factory)
     from ray import serve
 
     from rayapp.serve import APP_NAME, start_app
+    from tests.recommend.test_service import build_model_dir
 
+    rec_dir = build_model_dir(tmp_path_factory.mktemp("rec"))
     cfg = AppConfig.model_validate({
         "generator": {"model": smollm2_dir, "max_new_tokens": 24, "served_name": "smollm2",
                       "pica_tasks": {"define": DEMOS}, "pica_vectors_dir": str(tmp_path_factory.mktemp("pica"))},
         "retriever": {"top_k": 3},
         "extractor": {"method": "top_sentences", "k": 4},
+        "recommender": {"model_dir": str(rec_dir), "max_history": 20, "max_top_k": 50},
         "limits": {"max_question_chars": 500, "max_top_k": 10, "max_new_tokens": 64},
         "http": {"port": serve_port},
     })
@@ -74,6 +77,31 @@ def test_query_answers_with_citations_from_its_passages(app_url):
 ])
 def test_bad_query_is_422_with_field(app_url, body, field, needle):
     r = post(app_url, "/v1/query", body)
+    assert r.status_code == 422, r.text
+    err = r.json()["error"]
+    assert err["field"] == field and needle in err["message"]
+
+
+def test_recommend_and_append_interactions(app_url):
+    r = post(app_url, "/v1/recommend", {"items": ["i1", "i2"], "top_k": 3})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert len(body["items"]) == 3 and body["mode"] == "raserec" and body["seconds"] >= 0
+    n = body["memories"]
+    r = post(app_url, "/v1/recommend/interactions", {"user": "web-user", "items": ["i3", "i4", "i5"]})
+    assert r.status_code == 200 and r.json()["memories"] == n + 2
+    assert post(app_url, "/v1/recommend", {"user": "web-user"}).json()["history_length"] == 3
+
+
+@pytest.mark.parametrize("path,body,field,needle", [
+    ("/v1/recommend", {"items": ["nope"]}, "items", "unknown item ids"),
+    ("/v1/recommend", {"items": ["i1"] * 21}, "items", "at most 20 items"),
+    ("/v1/recommend", {"items": ["i1"], "top_k": 51}, "top_k", "at most 50"),
+    ("/v1/recommend", {"user": "ghost"}, "user", "unknown user"),
+    ("/v1/recommend/interactions", {"user": "x", "items": []}, "items", "at least 1"),
+])
+def test_bad_recommend_is_422_with_field(app_url, path, body, field, needle):
+    r = post(app_url, path, body)
     assert r.status_code == 422, r.text
     err = r.json()["error"]
     assert err["field"] == field and needle in err["message"]
