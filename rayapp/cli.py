@@ -34,6 +34,7 @@ JOBS = {
     "bench-lear": ("jobs.bench_lear", "benchmark: LEAR GRPO reward / format / compression curves"),
     "bench-extract": ("jobs.bench_extract", "benchmark: compression and answer F1 of each extractor"),
     "train-rec": ("jobs.train_rec", "train SASRec / DuoRec / RaSeRec (sequential recommendation) on Ray Train"),
+    "bench-rec": ("jobs.bench_rec", "benchmark: SASRec vs DuoRec vs RaSeRec on Amazon Beauty, HR@k / NDCG@k"),
 }
 
 

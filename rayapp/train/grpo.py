@@ -113,7 +113,8 @@ def _grpo_loop(config: dict[str, Any]) -> None:
             marker.touch()
             raise RuntimeError(f"injected failure at step {step} (inject_failure_at_step)")
         t0 = time.perf_counter()
-        state = policy_state(engine.module, bool(cfg.lora), zero3)
+        # ZeRO-3 gathers collectively (every rank takes part); otherwise rank 0 has the full weights
+        state = policy_state(engine.module, bool(cfg.lora), zero3) if zero3 or rank == 0 else None
         synced = step
         if rank == 0:
             ref_state = ray.put(state)

@@ -103,3 +103,12 @@ def test_train_job_with_missing_data_exits_2(tmp_path):
     assert r.returncode == 2 and "interaction file not found" in r.stderr, r.stderr
     with pytest.raises(ValueError, match="stage1.epochs"):
         TrainRecConfig(stage1={"epochs": 0})
+
+
+@pytest.mark.slow
+def test_bench_rec_runs_the_three_models(ray_session, tmp_path):
+    from rayapp.recommend.bench import BenchRecConfig, bench_rec
+
+    cfg = small_cfg(tmp_path, workers=1, stage1={"epochs": 2, "batch_size": 32, "lr": 5e-3})
+    r = bench_rec(BenchRecConfig(train=cfg, latency_queries=5, results_dir=tmp_path / "res"))
+    assert set(r["models"]) == {"sasrec", "duorec", "raserec"} and r["recommend_latency_ms"]["p50"] > 0
