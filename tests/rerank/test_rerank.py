@@ -60,10 +60,18 @@ def test_training_resumes_after_a_failure_and_learns(ray_session, tiny_bert_dir,
     def accuracy(ce_score):
         return np.mean([ce_score(r["query"], [r["pos"]] + r["negs"]).argmax() == 0 for r in rows])
 
-    before = accuracy(CrossEncoder.from_pretrained(tiny_bert_dir, num_labels=1).score)
+    def margin(ce_score):  # positive score minus the best negative's, averaged over the rows
+        return np.mean([(lambda s: s[0] - s[1:].max())(ce_score(r["query"], [r["pos"]] + r["negs"])) for r in rows])
+
+    # an untrained random head already ranks well on this toy task by chance (one token separates
+    # positives from negatives), so learning shows in the margin: 100x any seeded random head's
+    before = []
+    for seed in range(4):
+        torch.manual_seed(seed)
+        before.append(margin(CrossEncoder.from_pretrained(tiny_bert_dir, num_labels=1).score))
     trained = CrossEncoder.from_pretrained(out["path"])
-    after = accuracy(trained.score)
-    assert after >= 0.9 and after > before, (before, after)
+    assert accuracy(trained.score) >= 0.9
+    assert margin(trained.score) > 100 * max(abs(b) for b in before), (before, margin(trained.score))
     # a standard sequence-classification folder: sentence-transformers' CrossEncoder reads it unchanged
     st = STCrossEncoder(out["path"], device="cpu", max_length=32)
     pairs = [(r["query"], r["pos"]) for r in rows[:4]]
