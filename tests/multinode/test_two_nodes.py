@@ -67,7 +67,7 @@ def test_grpo_trainer_and_rollout_actor_on_separate_nodes(two_node_cluster, tiny
     rows = [{"question": f"Is {i} even?", "passages": [f"{i} is a number."], "answers": ["yes"]} for i in range(4)]
     data = write_extract_rows(rows, tmp_path / "rows.jsonl")
     cfg = TrainLearConfig(model=tiny_lm_dir, data=data, steps=1, questions_per_step=1, group_size=2,
-                          max_extract_tokens=4, max_answer_tokens=2, workers=1, cpus_per_worker=0.5,
+                          max_extract_tokens=8, max_answer_tokens=2, workers=1, cpus_per_worker=0.5,
                           trainer_resources={"trainer": 0.5}, rollout={"num_cpus": 0.5, "resources": {"rollout": 0.5}},
                           output_dir=tmp_path / "out")
     out = train_lear(cfg)
