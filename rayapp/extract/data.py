@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
+from rayapp._internal.jsonl import read_jsonl_rows
+
 __all__ = ["ExtractDataError", "read_extract_rows", "write_extract_rows", "pubmedqa_extract_rows"]
 
 
@@ -18,7 +20,9 @@ class ExtractDataError(ValueError):
     """An extraction data file is missing or has no usable row."""
 
 
-def _row(r: dict[str, Any], n: int) -> dict[str, Any]:
+def _row(r: Any, n: int) -> dict[str, Any]:
+    if not isinstance(r, dict):
+        raise ValueError("a row must be a JSON object")
     q = r.get("question")
     if not isinstance(q, str) or not q.strip():
         raise ValueError("'question' must be a non-empty string")
@@ -45,18 +49,7 @@ def read_extract_rows(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, 
     path = Path(path)
     if not path.is_file():
         raise ExtractDataError(f"extraction data not found: {path}")
-    rows, bad = [], []
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                r = json.loads(line)
-                if not isinstance(r, dict):
-                    raise ValueError("a row must be a JSON object")
-                rows.append(_row(r, n))
-            except ValueError as e:
-                bad.append({"line": n, "error": f"{type(e).__name__}: {e}"})
+    rows, bad = read_jsonl_rows(path, _row)
     if not rows:
         first = f", first: line {bad[0]['line']} {bad[0]['error']}" if bad else ""
         raise ExtractDataError(f"{path}: no usable extraction row ({len(bad)} bad lines{first})")

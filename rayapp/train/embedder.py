@@ -13,7 +13,6 @@ sentence-transformers folder ``output_dir/<stage>``.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -23,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from rayapp._internal.jsonl import read_jsonl_rows
 from rayapp.train._policy import apply_lora
 from rayapp.train.config import StageConfig, TrainEmbedderConfig
 
@@ -35,6 +35,19 @@ class TrainingDataError(ValueError):
     """A training file is missing or has no usable row."""
 
 
+def _training_row(r: Any, _n: int) -> dict[str, Any]:
+    pos = r["pos"][0] if isinstance(r["pos"], list) else r["pos"]
+    if not isinstance(r["query"], str) or not r["query"].strip() or not isinstance(pos, str) or not pos.strip():
+        raise ValueError("empty query or positive")
+    negs = [x for x in r.get("negs", r.get("neg", [])) if isinstance(x, str) and x.strip()]
+    row = {"query": r["query"], "pos": pos, "negs": negs, "task": str(r.get("task", "default")),
+           "instruction": str(r.get("instruction", ""))}
+    if "pos_score" in r and "neg_scores" in r:
+        pos_score = r["pos_score"][0] if isinstance(r["pos_score"], list) else r["pos_score"]
+        row["scores"] = [float(pos_score)] + [float(x) for x in r["neg_scores"]]
+    return row
+
+
 def read_training_rows(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(rows, bad) from a JSONL file of ``{query, pos, negs, task, instruction}``; ``pos`` may be a
     string or a list (its first entry is the positive). Bad lines are returned with line number and
@@ -42,25 +55,7 @@ def read_training_rows(path: Path) -> tuple[list[dict[str, Any]], list[dict[str,
     path = Path(path)
     if not path.is_file():
         raise TrainingDataError(f"training data not found: {path}")
-    rows, bad = [], []
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                r = json.loads(line)
-                pos = r["pos"][0] if isinstance(r["pos"], list) else r["pos"]
-                if not isinstance(r["query"], str) or not r["query"].strip() or not isinstance(pos, str) or not pos.strip():
-                    raise ValueError("empty query or positive")
-                negs = [x for x in r.get("negs", r.get("neg", [])) if isinstance(x, str) and x.strip()]
-                row = {"query": r["query"], "pos": pos, "negs": negs, "task": str(r.get("task", "default")),
-                       "instruction": str(r.get("instruction", ""))}
-                if "pos_score" in r and "neg_scores" in r:
-                    pos_score = r["pos_score"][0] if isinstance(r["pos_score"], list) else r["pos_score"]
-                    row["scores"] = [float(pos_score)] + [float(x) for x in r["neg_scores"]]
-                rows.append(row)
-            except (ValueError, KeyError, TypeError, IndexError) as e:
-                bad.append({"line": n, "error": f"{type(e).__name__}: {e}"})
+    rows, bad = read_jsonl_rows(path, _training_row, (ValueError, KeyError, TypeError, IndexError))
     if not rows:
         raise TrainingDataError(f"{path}: no usable training row ({len(bad)} bad lines"
                                 f"{', first: line %d %s' % (bad[0]['line'], bad[0]['error']) if bad else ''})")
