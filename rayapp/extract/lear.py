@@ -9,13 +9,16 @@ from rayapp.extract.prompts import masked_answer_prompts
 from rayapp.extract.rewards import answer_reward, format_reward, lear_reward, length_reward
 from rayapp.extract.tags import parse_tags
 
-__all__ = ["ANSWER_PREFIX", "ANSWER_STOP", "EXTRACT_PREFIX", "EXTRACT_STOP", "REASON_STOP", "EXTRACT_OPEN", "answer_text", "read_extractor_output", "lear_answer_prompts",
+__all__ = ["ANSWER_PREFIX", "ANSWER_STOP", "EXTRACT_PREFIX", "EXTRACT_STOP", "REASON_STOP", "EXTRACT_OPEN", "SCAFFOLD_TAGS", "answer_text", "read_extractor_output", "lear_answer_prompts",
            "score_lear"]
 
 #: The assistant's turn opens with the first tag (part of the output; small models follow the
 #: format far more often when it is started for them) and generation stops at the closing tag.
 EXTRACT_PREFIX, EXTRACT_STOP = "<reason>", "</extract>"
 REASON_STOP, EXTRACT_OPEN = "</reason>", "<extract>"  # the scaffold's bridge (TrainLearConfig.scaffold)
+#: The tag arguments of ``RolloutWorker.generate_scaffolded`` for LEAR's format: prefix, first stop,
+#: bridge when the model closed the rationale, bridge when it did not, second stop.
+SCAFFOLD_TAGS = (EXTRACT_PREFIX, REASON_STOP, EXTRACT_OPEN, REASON_STOP + EXTRACT_OPEN, EXTRACT_STOP)
 ANSWER_PREFIX, ANSWER_STOP = "<answer>", "</answer>"
 
 

@@ -29,14 +29,13 @@ class LMExtractor:
         self.max_tokens, self.scaffold, self.max_reason_tokens = max_tokens, scaffold, max_reason_tokens
 
     def __call__(self, question: str, passages: list[str]) -> Evidence:
-        from rayapp.extract.lear import EXTRACT_OPEN, EXTRACT_PREFIX, EXTRACT_STOP, REASON_STOP
+        from rayapp.extract.lear import EXTRACT_PREFIX, EXTRACT_STOP, SCAFFOLD_TAGS
         from rayapp.extract.prompts import extractor_prompt
 
         prompt = [extractor_prompt(question, passages)]
         if self.scaffold:
             out = self.sampler.generate_scaffolded(prompt, self.max_reason_tokens, self.max_tokens, 0.0, 1.0, None, 1,
-                                                   EXTRACT_PREFIX, REASON_STOP, EXTRACT_OPEN,
-                                                   REASON_STOP + EXTRACT_OPEN, EXTRACT_STOP)[0]
+                                                   *SCAFFOLD_TAGS)[0]
         else:
             out = self.sampler.generate(prompt, self.max_tokens, temperature=0.0, stop=[EXTRACT_STOP],
                                         prefix=EXTRACT_PREFIX)[0]

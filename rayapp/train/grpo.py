@@ -69,8 +69,8 @@ def _grpo_loop(config: dict[str, Any]) -> None:
     import torch.distributed as dist
 
     from rayapp.extract.data import read_extract_rows
-    from rayapp.extract.lear import (ANSWER_PREFIX, ANSWER_STOP, EXTRACT_OPEN, EXTRACT_PREFIX, EXTRACT_STOP,
-                                     REASON_STOP, lear_answer_prompts, score_lear)
+    from rayapp.extract.lear import (ANSWER_PREFIX, ANSWER_STOP, EXTRACT_PREFIX, EXTRACT_STOP, SCAFFOLD_TAGS,
+                                     lear_answer_prompts, score_lear)
     from rayapp.extract.prompts import extractor_prompt
     from rayapp.train._policy import (completion_width, pad_sequences, policy_engine, policy_state, report_checkpoint,
                                       resume_engine, save_policy, token_logprobs)
@@ -106,7 +106,6 @@ def _grpo_loop(config: dict[str, Any]) -> None:
         write_json_atomic(out_dir / "placement.json", {
             "trainer_nodes": [bytes(n.tolist()).decode() for n in nodes],
             "rollout_nodes": ray.get([a.node_id.remote() for a in actors])})
-    metrics: dict[str, Any] = {}
     for step in range(start, cfg.steps):
         if cfg.inject_failure_at_step == step and rank == 0 and not marker.exists():
             marker.parent.mkdir(parents=True, exist_ok=True)
@@ -130,8 +129,7 @@ def _grpo_loop(config: dict[str, Any]) -> None:
         if cfg.scaffold:
             extractions = ray.get(actor.generate_scaffolded.remote(
                 prompts, cfg.max_reason_tokens, cfg.max_extract_tokens, cfg.temperature, cfg.top_p, seed,
-                cfg.rollout.batch_size, EXTRACT_PREFIX, REASON_STOP, EXTRACT_OPEN, REASON_STOP + EXTRACT_OPEN,
-                EXTRACT_STOP))
+                cfg.rollout.batch_size, *SCAFFOLD_TAGS))
         else:
             extractions = ray.get(actor.generate.remote(prompts, cfg.max_extract_tokens, cfg.temperature, cfg.top_p,
                                                         [EXTRACT_STOP], seed, cfg.rollout.batch_size, EXTRACT_PREFIX))

@@ -47,7 +47,7 @@ def build_seer_pairs(cfg: TrainSeerConfig, rows: list[dict[str, Any]], actors: l
     """SEER's preference pairs for ``rows`` (steps 1-3 above); returns (pairs, stats)."""
     import ray
 
-    from rayapp.extract.lear import EXTRACT_OPEN, EXTRACT_PREFIX, EXTRACT_STOP, REASON_STOP
+    from rayapp.extract.lear import EXTRACT_PREFIX, EXTRACT_STOP, SCAFFOLD_TAGS
     from rayapp.extract.prompts import answer_prompt, extractor_prompt
     from rayapp.extract.rewards import normalize_answer
     from rayapp.extract.seer import (answer_sentence, combine_experts, conciseness, faithfulness, helpfulness,
@@ -59,8 +59,7 @@ def build_seer_pairs(cfg: TrainSeerConfig, rows: list[dict[str, Any]], actors: l
         if cfg.scaffold:
             ref = actors[k].generate_scaffolded.remote(prompts, cfg.max_reason_tokens, cfg.max_extract_tokens,
                                                        cfg.temperature, cfg.top_p, cfg.seed + k, cfg.rollout.batch_size,
-                                                       EXTRACT_PREFIX, REASON_STOP, EXTRACT_OPEN,
-                                                       REASON_STOP + EXTRACT_OPEN, EXTRACT_STOP)
+                                                       *SCAFFOLD_TAGS)
         else:
             ref = actors[k].generate.remote(prompts, cfg.max_extract_tokens, cfg.temperature, cfg.top_p,
                                             [EXTRACT_STOP], cfg.seed + k, cfg.rollout.batch_size, EXTRACT_PREFIX)
