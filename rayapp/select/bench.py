@@ -1,0 +1,197 @@
+"""Benchmark of the select stage: feature selectors x labelled ratios x seeds, scored by ML-kNN.
+
+Protocol, per data set, labelled ratio r and seed: ``test_ratio`` of the rows are held out; of the
+training rows a share r keeps its labels (:func:`rayapp.select.data.semi_supervised_split`). Each
+selector scores the features from the training rows (labelled + unlabelled, see
+:mod:`rayapp.select.selectors`); for each feature count m, ML-kNN is trained on the labelled rows'
+m best features (z-scored with training statistics) and scored on the test rows with the seven
+metrics of :mod:`rayapp.select.metrics`. One Ray task per (data set, ratio, seed, selector).
+The report keeps, per (data set, ratio, selector), the feature count with the best mean average
+precision (and, separately, macro-F1) over the seeds, with the standard deviation over seeds.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import numpy as np
+from pydantic import Field, field_validator, model_validator
+
+from rayapp.config import RayConfig, StrictModel
+
+__all__ = ["SelectDataConfig", "SelectorSpec", "BenchSelectConfig", "load_dataset", "evaluate_selection",
+           "run_configuration", "bench_select", "summarize"]
+
+
+class SelectDataConfig(StrictModel):
+    name: str
+    path: Path
+    format: Literal["arff", "csv"] = "arff"
+    n_labels: Optional[int] = Field(default=None, ge=1)  # csv only
+    label_position: Literal["first", "last"] = "last"  # csv only
+
+    @model_validator(mode="after")
+    def _csv_needs_labels(self) -> "SelectDataConfig":
+        if self.format == "csv" and self.n_labels is None:
+            raise ValueError("a csv data set needs n_labels (a headerless CSV does not say which columns are labels)")
+        return self
+
+
+class SelectorSpec(StrictModel):
+    name: str  # a key of rayapp.select.selectors.SELECTORS
+    label: Optional[str] = None  # display name (defaults to name)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from rayapp.select.selectors import SELECTORS
+
+        if v not in SELECTORS:
+            raise ValueError(f"unknown feature selector {v!r}; known: {sorted(SELECTORS)}")
+        return v
+
+    @property
+    def display(self) -> str:
+        return self.label or self.name
+
+
+class BenchSelectConfig(StrictModel):
+    datasets: list[SelectDataConfig] = Field(min_length=1)
+    methods: list[SelectorSpec] = Field(min_length=1)
+    labelled_ratios: list[float] = Field(default_factory=lambda: [0.1, 0.2, 0.4], min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4], min_length=1)
+    feature_fractions: list[float] = Field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0],
+                                           min_length=1)
+    test_ratio: float = Field(default=0.3, gt=0, lt=1)
+    mlknn_k: int = Field(default=10, ge=1)
+    ray: RayConfig = RayConfig()
+    results_dir: Path = Path("results/bench_select")
+
+    @field_validator("labelled_ratios", "feature_fractions")
+    @classmethod
+    def _fractions(cls, v: list[float]) -> list[float]:
+        bad = [x for x in v if not 0 < x <= 1]
+        if bad:
+            raise ValueError(f"values must be in (0, 1], got {bad}")
+        return v
+
+    @model_validator(mode="after")
+    def _unique_labels(self) -> "BenchSelectConfig":
+        names = [m.display for m in self.methods]
+        dup = sorted({x for x in names if names.count(x) > 1})
+        if dup:
+            raise ValueError(f"methods need distinct labels, repeated: {dup}")
+        return self
+
+
+def load_dataset(cfg: SelectDataConfig):
+    from rayapp.select.data import read_arff, read_multilabel_csv
+
+    if cfg.format == "arff":
+        return read_arff(cfg.path)
+    return read_multilabel_csv(cfg.path, cfg.n_labels, cfg.label_position)
+
+
+def feature_counts(d: int, fractions: list[float]) -> list[int]:
+    return sorted({max(1, int(round(f * d))) for f in fractions})
+
+
+def evaluate_selection(X: np.ndarray, Y: np.ndarray, scores: np.ndarray, lab: np.ndarray, train: np.ndarray,
+                       test: np.ndarray, counts: list[int], k: int = 10) -> list[dict[str, Any]]:
+    """ML-kNN on the labelled rows' ``m`` best features, scored on ``test``, for each m in counts."""
+    from rayapp.select.metrics import multilabel_report
+    from rayapp.select.mlknn import MLkNN
+    from rayapp.select.selectors import top_features
+    from rayapp.select.sgmfs import standardize
+
+    out = []
+    for m in counts:
+        cols = top_features(scores, m)
+        Xtr, mu, sd = standardize(X[train][:, cols])
+        Xte, _, _ = standardize(X[test][:, cols], mu, sd)
+        model = MLkNN(k=k).fit(Xtr[lab], Y[train][lab])
+        proba = model.predict_proba(Xte)
+        out.append({"m": m, **multilabel_report(Y[test], proba, (proba > 0.5).astype(np.int8))})
+    return out
+
+
+def run_configuration(data, spec: SelectorSpec, ratio: float, seed: int, counts: list[int], test_ratio: float,
+                      k: int) -> dict[str, Any]:
+    """One (data set, ratio, seed, selector) cell: select on the training rows, evaluate at each m."""
+    from rayapp.select.data import semi_supervised_split
+    from rayapp.select.selectors import select_scores
+
+    labelled, unlabelled, test = semi_supervised_split(len(data.X), ratio, test_ratio, seed)
+    train = np.sort(np.concatenate([labelled, unlabelled]))
+    lab = np.isin(train, labelled)
+    t0 = time.perf_counter()
+    scores = select_scores(spec.name, data.X[train], data.Y[train], lab, seed=seed, **spec.params)
+    select_s = time.perf_counter() - t0
+    if spec.name == "all":
+        counts = [data.X.shape[1]]
+    return {"method": spec.display, "ratio": ratio, "seed": seed, "select_s": select_s,
+            "results": evaluate_selection(data.X, data.Y, scores, lab, train, test, counts, k)}
+
+
+def summarize(cells: list[dict[str, Any]], metrics=("average_precision", "macro_f1")) -> dict[tuple, dict[str, Any]]:
+    """Per (dataset, ratio, method): for each metric, the feature count with the best mean over seeds
+    (lower is better for the losses), that mean, its standard deviation and the seeds' values."""
+    from rayapp.select.metrics import LOWER_IS_BETTER
+
+    groups: dict[tuple, list[dict]] = {}
+    for c in cells:
+        groups.setdefault((c["dataset"], c["ratio"], c["method"]), []).append(c)
+    out = {}
+    for key, runs in groups.items():
+        by_m: dict[int, list[dict]] = {}
+        for r in runs:
+            for row in r["results"]:
+                by_m.setdefault(row["m"], []).append(row)
+        entry: dict[str, Any] = {"seeds": len(runs), "select_s": float(np.mean([r["select_s"] for r in runs]))}
+        for metric in metrics:
+            means = {m: float(np.mean([row[metric] for row in rows])) for m, rows in by_m.items()}
+            sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+            best = max(means, key=lambda m: (sign * means[m], -m))  # ties: the fewer features
+            vals = [row[metric] for row in by_m[best]]
+            entry[metric] = {"m": best, "mean": means[best], "std": float(np.std(vals)), "values": vals,
+                             "curve": {str(m): means[m] for m in sorted(means)}}
+        out[key] = entry
+    return out
+
+
+def bench_select(cfg: BenchSelectConfig) -> dict[str, Any]:
+    import ray
+
+    task = ray.remote(num_cpus=1)(run_configuration)
+    refs, meta = [], []
+    for dcfg in cfg.datasets:
+        data = load_dataset(dcfg)
+        counts = feature_counts(data.X.shape[1], cfg.feature_fractions)
+        data_ref = ray.put(data)
+        for ratio in cfg.labelled_ratios:
+            for seed in cfg.seeds:
+                for spec in cfg.methods:
+                    refs.append(task.remote(data_ref, spec, ratio, seed, counts, cfg.test_ratio, cfg.mlknn_k))
+                    meta.append(dcfg.name)
+    t0 = time.perf_counter()
+    cells = [{"dataset": name, **c} for name, c in zip(meta, ray.get(refs))]
+    wall = time.perf_counter() - t0
+    summary = summarize(cells)
+    goal = {}
+    for dcfg in cfg.datasets:
+        for ratio in cfg.labelled_ratios:
+            ours = summary.get((dcfg.name, ratio, "sgmfs"))
+            if ours is None:
+                continue
+            others = {k[2]: v for k, v in summary.items() if k[:2] == (dcfg.name, ratio) and k[2] != "sgmfs"}
+            goal[f"{dcfg.name}@{ratio}"] = {
+                metric: {"sgmfs": ours[metric]["mean"], "best_baseline": max(others, key=lambda n: others[n][metric]["mean"]),
+                         "best_baseline_value": max(v[metric]["mean"] for v in others.values()),
+                         "met": all(ours[metric]["mean"] > v[metric]["mean"] for v in others.values())}
+                for metric in ("average_precision", "macro_f1")}
+    return {"tasks": len(refs), "wall_s": wall, "cells": cells,
+            "summary": [{"dataset": k[0], "ratio": k[1], "method": k[2], **v} for k, v in summary.items()],
+            "goal": goal, "goal_met": bool(goal) and all(g[m]["met"] for g in goal.values() for m in g)}
