@@ -35,6 +35,8 @@ JOBS = {
     "bench-extract": ("jobs.bench_extract", "benchmark: compression and answer F1 of each extractor"),
     "train-rec": ("jobs.train_rec", "train SASRec / DuoRec / RaSeRec (sequential recommendation) on Ray Train"),
     "bench-rec": ("jobs.bench_rec", "benchmark: SASRec vs DuoRec vs RaSeRec on Amazon Beauty, HR@k / NDCG@k"),
+    "bench-select": ("jobs.bench_select", "benchmark: SGMFS vs feature-selection baselines (ML-kNN, Mulan sets)"),
+    "label-corpus": ("jobs.label_corpus", "tag corpus documents with labels from a few labelled ones (SGMFS)"),
 }
 
 

@@ -23,12 +23,13 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from rayapp.data import EmptyCorpusError, SourceError
     from rayapp.extract.data import ExtractDataError
     from rayapp.recommend.data import InteractionDataError
+    from rayapp.select.data import MultiLabelDataError
     from rayapp.models import ModelNotFoundError
     from rayapp.train.embedder import TrainingDataError
     from rayapp.train.soup import SoupError
 
     return (ConfigError, ModelNotFoundError, EmptyCorpusError, SourceError, TrainingDataError, SoupError, ExtractDataError,
-            InteractionDataError)
+            InteractionDataError, MultiLabelDataError)
 
 
 def run_job(name: str, model: type[M], default_config: str, run: Callable[..., Any],

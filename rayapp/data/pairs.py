@@ -127,6 +127,9 @@ class BuildPairsConfig(StrictModel):
     corpus: CorpusConfig = Field(default_factory=CorpusConfig)
     weak_tasks: list[Literal["title-body", "summary-body"]] = Field(
         default_factory=lambda: ["title-body", "summary-body"])
+    #: ``doc_labels.jsonl`` from the label-corpus job: each document's best label becomes its pairs'
+    #: ``domain`` (for ``StageConfig.batch_by: domain``); corpus source only
+    doc_labels: Optional[Path] = None
     output_dir: Path = Path("results/build_pairs")
     embed: EmbedConfig = Field(default_factory=EmbedConfig)
     pairs: PairsConfig = Field(default_factory=PairsConfig)
@@ -134,6 +137,8 @@ class BuildPairsConfig(StrictModel):
 
     @model_validator(mode="after")
     def _split_fits_source(self) -> "BuildPairsConfig":
+        if self.source != "corpus" and self.doc_labels is not None:
+            raise ValueError("doc_labels: only used when source is 'corpus'")
         if self.source == "corpus":
             if self.split is not None:
                 raise ValueError("split: not used when source is 'corpus'")
@@ -162,7 +167,9 @@ _FIRST_SENTENCE = re.compile(r"(.+?[.!?])\s+(\S.*)", re.S)
 
 
 def _domain_of(doc: dict[str, Any]) -> str:
-    return (doc.get("source") or "general").split(":")[0]
+    """The document's own ``domain`` (e.g. from :func:`rayapp.select.label.label_corpus`), else its
+    source kind (``stdlib:json`` -> ``stdlib``)."""
+    return doc.get("domain") or (doc.get("source") or "general").split(":")[0]
 
 
 def weak_pairs(docs: Sequence[dict[str, Any]], task: Literal["title-body", "summary-body"] = "title-body", *,
@@ -172,8 +179,9 @@ def weak_pairs(docs: Sequence[dict[str, Any]], task: Literal["title-body", "summ
     ``summary-body`` uses the first sentence as query and the rest of the text as positive.
 
     Rows with an ``error``, an empty query, a positive under ``min_words`` words, or a query equal
-    to its positive are skipped. ``domain`` defaults to the row's source kind (``stdlib:json`` ->
-    ``stdlib``)."""
+    to its positive are skipped. ``domain`` defaults to the document's ``domain`` field when it has
+    one (labels from :func:`rayapp.select.label.label_corpus`), else its source kind (``stdlib:json``
+    -> ``stdlib``)."""
     if task not in ("title-body", "summary-body"):
         raise ValueError(f"weak_pairs: task must be 'title-body' or 'summary-body', not {task!r}")
     out = []
@@ -499,6 +507,11 @@ def _source_pairs(cfg: BuildPairsConfig) -> tuple[list[dict[str, Any]], list[str
 
         info = build_corpus(cfg.corpus, cfg.home)
         docs = pq.read_table(info.path / "documents").to_pylist()
+        if cfg.doc_labels is not None:
+            from rayapp.select.label import read_doc_labels
+
+            domains = read_doc_labels(cfg.doc_labels)
+            docs = [{**d, "domain": domains.get(d["doc_id"])} for d in docs]
         pairs = [p for task in cfg.weak_tasks for p in weak_pairs(docs, task)]
         passages = [{**p, "domain": "corpus"} for p in load_passages(info.path, ["passage_id", "text"]).to_pylist()]
         return pairs, [t for p in pairs for t in p["pos"]], passages

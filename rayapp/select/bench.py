@@ -195,3 +195,34 @@ def bench_select(cfg: BenchSelectConfig) -> dict[str, Any]:
     return {"tasks": len(refs), "wall_s": wall, "cells": cells,
             "summary": [{"dataset": k[0], "ratio": k[1], "method": k[2], **v} for k, v in summary.items()],
             "goal": goal, "goal_met": bool(goal) and all(g[m]["met"] for g in goal.values() for m in g)}
+
+
+def plot_curves(summary: list[dict[str, Any]], path: Path, metric: str = "average_precision") -> None:
+    """One panel per (data set, ratio): mean ``metric`` over seeds vs number of selected features."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = sorted({(s["dataset"], s["ratio"]) for s in summary})
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+    for ax, (ds, ratio) in zip(axes[0], panels):
+        for s in summary:
+            if (s["dataset"], s["ratio"]) != (ds, ratio):
+                continue
+            curve = s[metric]["curve"]
+            xs = [int(m) for m in curve]
+            if len(xs) == 1:  # "all": one point, drawn as a line across
+                ax.axhline(curve[str(xs[0])], linestyle="--", color="grey", label=s["method"])
+            else:
+                ax.plot(xs, [curve[str(m)] for m in xs], marker=".", label=s["method"],
+                        linewidth=2.2 if s["method"] == "sgmfs" else 1.0)
+        ax.set_title(f"{ds}, {int(ratio * 100)}% labelled")
+        ax.set_xlabel("selected features")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(metric.replace("_", " "))
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -75,16 +75,21 @@ def standardize(X: np.ndarray, mean: Optional[np.ndarray] = None, std: Optional[
 
 
 def project_rows_to_simplex(V: np.ndarray) -> np.ndarray:
-    """Each row of the square ``V`` projected onto ``{s >= 0, sum(s) = 1, s_ii = 0}`` (Euclidean;
-    Duchi et al., ICML 2008: sort, find the threshold theta, ``max(v - theta, 0)``)."""
+    """Each row of the square ``V`` projected onto ``{s >= 0, sum(s) = 1, s_ii = 0}`` (Euclidean):
+    ``max(v - theta, 0)`` with theta from Michelot's algorithm (1986), all rows at once: start from
+    ``theta = (sum(v) - 1) / len(v)`` and repeat ``theta = (sum(v[v > theta]) - 1) / |v > theta|``
+    until the active sets stop shrinking (theta only grows; exact in at most len(v) rounds)."""
     n = V.shape[0]
-    V = V.copy()
-    np.fill_diagonal(V, -np.inf)  # sorts last, gets 0
-    U = -np.sort(-V, axis=1)[:, : n - 1]
-    css = np.cumsum(U, axis=1) - 1.0
-    j = np.arange(1, n)
-    rho = np.sum(U - css / j > 0, axis=1)  # >= 1 always
-    theta = css[np.arange(n), rho - 1] / rho
+    off = ~np.eye(n, dtype=bool)
+    theta = (np.where(off, V, 0.0).sum(1) - 1.0) / (n - 1)
+    count = np.full(n, n - 1)
+    for _ in range(n):
+        active = (V > theta[:, None]) & off
+        new_count = active.sum(1)
+        theta = (np.where(active, V, 0.0).sum(1) - 1.0) / np.maximum(new_count, 1)
+        if np.array_equal(new_count, count):
+            break
+        count = new_count
     out = np.maximum(V - theta[:, None], 0.0)
     np.fill_diagonal(out, 0.0)
     return out

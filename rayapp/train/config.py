@@ -50,6 +50,9 @@ class StageConfig(StrictModel):
     matryoshka_dims: list[int] = []
     matryoshka_weights: list[float] = []
     homogeneous_ratio: float = Field(default=1.0, ge=0, le=1)
+    #: what a semi-homogeneous batch shares: the row's ``task``, its ``domain`` (e.g. a document label
+    #: from the label-corpus job) or both
+    batch_by: Literal["task", "domain", "task_domain"] = "task"
     cross_device_negatives: bool = True
     distill_weight: float = Field(default=0.0, ge=0)
     #: weight of the contrastive loss; 0 with ``distill_weight > 0`` trains on the teacher's scores

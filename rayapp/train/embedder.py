@@ -41,7 +41,7 @@ def _training_row(r: Any, _n: int) -> dict[str, Any]:
         raise ValueError("empty query or positive")
     negs = [x for x in r.get("negs", r.get("neg", [])) if isinstance(x, str) and x.strip()]
     row = {"query": r["query"], "pos": pos, "negs": negs, "task": str(r.get("task", "default")),
-           "instruction": str(r.get("instruction", ""))}
+           "domain": str(r.get("domain") or "default"), "instruction": str(r.get("instruction", ""))}
     if "pos_score" in r and "neg_scores" in r:
         pos_score = r["pos_score"][0] if isinstance(r["pos_score"], list) else r["pos_score"]
         row["scores"] = [float(pos_score)] + [float(x) for x in r["neg_scores"]]
@@ -80,11 +80,16 @@ def batch_texts(rows: list[dict[str, Any]], k: int, rng: np.random.Generator,
     return queries, passages
 
 
+def batch_key(row: dict[str, Any], batch_by: str) -> str:
+    """The label a semi-homogeneous batch shares (``StageConfig.batch_by``)."""
+    return {"task": row["task"], "domain": row["domain"], "task_domain": f"{row['task']}/{row['domain']}"}[batch_by]
+
+
 def _plan(rows: list[dict[str, Any]], stage: StageConfig, seed: int):
     """Batch plans epoch after epoch until there are ``stage.steps`` global batches."""
     from rayapp.train.sampler import BatchPlan, plan_batches
 
-    tasks = [r["task"] for r in rows]
+    tasks = [batch_key(r, stage.batch_by) for r in rows]
     batches, epoch = [], 0
     while len(batches) < stage.steps:
         plan = plan_batches(tasks, stage.batch_size, stage.homogeneous_ratio, seed=seed + epoch)

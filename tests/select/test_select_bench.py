@@ -1,0 +1,56 @@
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from rayapp.select.bench import BenchSelectConfig, bench_select, summarize
+from test_sgmfs import planted
+
+
+def write_csv(path, X, Y):
+    np.savetxt(path, np.hstack([X, Y]), delimiter=",", fmt="%.6g")
+    return path
+
+
+def test_sweep_runs_one_task_per_configuration(ray_session, tmp_path):
+    X, Y, _ = planted(n=120)
+    cfg = BenchSelectConfig(
+        datasets=[{"name": "toy", "path": write_csv(tmp_path / "toy.csv", X, Y), "format": "csv", "n_labels": 5}],
+        methods=[{"name": "all"}, {"name": "random"}, {"name": "rfs"}, {"name": "sgmfs", "params": {"max_iter": 5}}],
+        labelled_ratios=[0.2, 0.4], seeds=[0, 1], feature_fractions=[0.2, 0.5], results_dir=tmp_path / "out")
+    r = bench_select(cfg)
+    assert r["tasks"] == 1 * 2 * 2 * 4 and len(r["cells"]) == 16
+    s = {(x["ratio"], x["method"]): x for x in r["summary"]}
+    assert len(s) == 8
+    assert s[(0.2, "all")]["average_precision"]["m"] == 30 and s[(0.2, "sgmfs")]["average_precision"]["m"] in (6, 15)
+    for x in r["summary"]:
+        assert 0 <= x["average_precision"]["mean"] <= 1 and len(x["average_precision"]["values"]) == 2
+    # a label-aware selection at 6 of 30 features beats a random one at 6
+    curve = {m: s[(0.4, m)]["average_precision"]["curve"]["6"] for m in ("random", "sgmfs")}
+    assert curve["sgmfs"] > curve["random"], curve
+    assert set(r["goal"]) == {"toy@0.2", "toy@0.4"} and isinstance(r["goal_met"], bool)
+
+
+def test_summary_picks_the_best_count_per_metric():
+    cells = [{"dataset": "d", "ratio": 0.1, "method": "m", "select_s": 0.0, "seed": s,
+              "results": [{"m": 5, "average_precision": 0.5 + s, "macro_f1": 0.4},
+                          {"m": 10, "average_precision": 0.6 + s, "macro_f1": 0.3}]} for s in (0, 1)]
+    out = summarize(cells)[("d", 0.1, "m")]
+    assert out["average_precision"]["m"] == 10 and out["average_precision"]["mean"] == pytest.approx(1.1)
+    assert out["average_precision"]["std"] == pytest.approx(0.5) and out["macro_f1"]["m"] == 5
+
+
+def test_config_names_bad_selectors_and_csv_without_labels(tmp_path):
+    with pytest.raises(ValidationError, match="unknown feature selector 'lasso'"):
+        BenchSelectConfig(datasets=[{"name": "a", "path": "a.arff"}], methods=[{"name": "lasso"}])
+    with pytest.raises(ValidationError, match="needs n_labels"):
+        BenchSelectConfig(datasets=[{"name": "a", "path": "a.csv", "format": "csv"}], methods=[{"name": "all"}])
+    with pytest.raises(ValidationError, match="distinct labels"):
+        BenchSelectConfig(datasets=[{"name": "a", "path": "a.arff"}], methods=[{"name": "rfs"}, {"name": "rfs"}])
+
+
+def test_job_exits_nonzero_naming_an_unknown_key(tmp_path, capsys):
+    from jobs.bench_select import main
+
+    (tmp_path / "c.yaml").write_text("datasets: []\nmethods: [{name: all}]\nseedz: [1]\n")
+    assert main(["--config", str(tmp_path / "c.yaml")]) == 2
+    assert "seedz" in capsys.readouterr().err
