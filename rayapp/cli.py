@@ -36,6 +36,7 @@ JOBS = {
     "train-rec": ("jobs.train_rec", "train SASRec / DuoRec / RaSeRec (sequential recommendation) on Ray Train"),
     "bench-rec": ("jobs.bench_rec", "benchmark: SASRec vs DuoRec vs RaSeRec on Amazon Beauty, HR@k / NDCG@k"),
     "bench-select": ("jobs.bench_select", "benchmark: SGMFS vs feature-selection baselines (ML-kNN, Mulan sets)"),
+    "bench-label": ("jobs.bench_label", "benchmark: corpus labelling from few labels (SGMFS) vs ML-kNN, PubMedQA MeSH"),
     "label-corpus": ("jobs.label_corpus", "tag corpus documents with labels from a few labelled ones (SGMFS)"),
 }
 

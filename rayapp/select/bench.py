@@ -20,9 +20,10 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from rayapp.config import RayConfig, StrictModel
+from rayapp.select.label import LabelingConfig
 
 __all__ = ["SelectDataConfig", "SelectorSpec", "BenchSelectConfig", "load_dataset", "evaluate_selection",
-           "run_configuration", "bench_select", "summarize"]
+           "run_configuration", "bench_select", "summarize", "plot_curves", "BenchLabelConfig", "mesh_documents", "bench_label"]
 
 
 class SelectDataConfig(StrictModel):
@@ -226,3 +227,81 @@ def plot_curves(summary: list[dict[str, Any]], path: Path, metric: str = "averag
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+class BenchLabelConfig(StrictModel):
+    """Corpus labelling from few labels, measured: PubMedQA PQA-L abstracts with their MeSH terms as
+    labels (the terms on between ``min_share`` and ``max_share`` of the abstracts)."""
+
+    data: Path = Path("../shared/data/pubmedqa_labeled/ori_pqal.json")
+    min_share: float = Field(default=0.05, gt=0, lt=1)
+    max_share: float = Field(default=0.5, gt=0, le=1)
+    labelled_ratios: list[float] = Field(default_factory=lambda: [0.1, 0.2], min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    mlknn_k: int = Field(default=10, ge=1)
+    label: LabelingConfig = Field(default_factory=LabelingConfig)
+    results_dir: Path = Path("results/bench_label")
+
+
+def mesh_documents(path: Path, min_share: float, max_share: float) -> tuple[list[str], np.ndarray, list[str]]:
+    """(texts, Y, label names) from PubMedQA's ``ori_pqal.json``: text = the abstract's contexts."""
+    import json
+    from collections import Counter
+
+    raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    rows = list(raw.values())
+    counts = Counter(m for r in rows for m in set(r.get("MESHES", [])))
+    names = sorted(m for m, c in counts.items() if min_share * len(rows) <= c <= max_share * len(rows))
+    if len(names) < 2:
+        raise ValueError(f"{path}: fewer than two MeSH terms on {min_share:.0%}-{max_share:.0%} of the abstracts")
+    col = {m: j for j, m in enumerate(names)}
+    Y = np.zeros((len(rows), len(names)), dtype=np.int8)
+    for i, r in enumerate(rows):
+        for m in set(r.get("MESHES", [])):
+            if m in col:
+                Y[i, col[m]] = 1
+    return [" ".join(r["CONTEXTS"]) for r in rows], Y, names
+
+
+def bench_label(cfg: BenchLabelConfig) -> dict[str, Any]:
+    """SGMFS labelling (selected features + propagation, :func:`rayapp.select.label.label_documents`)
+    vs ML-kNN trained on the seed documents with every feature, scored on the other documents."""
+    from rayapp.select.label import document_features, label_documents
+    from rayapp.select.metrics import multilabel_report
+    from rayapp.select.mlknn import MLkNN
+    from rayapp.select.sgmfs import standardize
+
+    lcfg = cfg.label
+    texts, Y, names = mesh_documents(cfg.data, cfg.min_share, cfg.max_share)
+    X, _ = document_features(texts, lcfg)
+    runs = []
+    for ratio in cfg.labelled_ratios:
+        for seed in cfg.seeds:
+            perm = np.random.default_rng(seed).permutation(len(texts))
+            seeded = np.sort(perm[: max(2, int(round(ratio * len(texts))))])
+            rest = np.setdiff1d(np.arange(len(texts)), seeded)
+            seed_rows = {int(i): [names[j] for j in np.flatnonzero(Y[i])] for i in seeded if Y[i].any()}
+            t0 = time.perf_counter()
+            scores, got_names, _, info = label_documents(X, seed_rows, lcfg)
+            sg_s = time.perf_counter() - t0
+            # label_documents orders labels by name; map them onto Y's columns (a label no seed carries scores 0)
+            full = np.zeros((len(texts), len(names)))
+            for j, m in enumerate(got_names):
+                full[:, names.index(m)] = scores[:, j]
+            t0 = time.perf_counter()
+            Xz, mu, sd = standardize(X[seeded])
+            proba = MLkNN(k=cfg.mlknn_k).fit(Xz, Y[seeded]).predict_proba(standardize(X[rest], mu, sd)[0])
+            knn_s = time.perf_counter() - t0
+            for method, s, secs in (("sgmfs_propagation", full[rest], sg_s), ("mlknn_all_features", proba, knn_s)):
+                runs.append({"ratio": ratio, "seed": seed, "method": method, "seconds": secs,
+                             **multilabel_report(Y[rest], s, (s >= lcfg.threshold).astype(np.int8))})
+    table = {}
+    for r in runs:
+        table.setdefault((r["ratio"], r["method"]), []).append(r)
+    summary = [{"ratio": k[0], "method": k[1], **{m: {"mean": float(np.mean([x[m] for x in v])),
+                                                       "std": float(np.std([x[m] for x in v]))}
+                                                   for m in ("average_precision", "macro_f1", "micro_f1",
+                                                             "ranking_loss", "seconds")}}
+               for k, v in sorted(table.items())]
+    return {"documents": len(texts), "labels": names, "label_cardinality": float(Y.sum(1).mean()),
+            "features": int(X.shape[1]), "runs": runs, "summary": summary}

@@ -22,18 +22,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from rayapp.config import EmbedConfig, RayConfig, StrictModel
 
-__all__ = ["LabelCorpusConfig", "read_seed_labels", "document_features", "label_documents", "label_corpus",
+__all__ = ["LabelingConfig", "LabelCorpusConfig", "read_seed_labels", "document_features", "label_documents", "label_corpus",
            "read_doc_labels"]
 
 
-class LabelCorpusConfig(StrictModel):
-    corpus: Path  # a built corpus folder (documents/*.parquet)
-    seeds: Path  # JSONL {doc_id, labels}
-    output_dir: Path = Path("results/label_corpus")
+class LabelingConfig(StrictModel):
+    """How documents are labelled (features, SGMFS, propagation, threshold)."""
+
     features: Literal["tfidf", "embedding"] = "tfidf"
     max_terms: int = Field(default=1000, ge=2)  # tfidf vocabulary size
     embed: EmbedConfig = Field(default_factory=EmbedConfig)
@@ -43,6 +42,25 @@ class LabelCorpusConfig(StrictModel):
     threshold: float = Field(default=0.5, gt=0, le=1)
     sgmfs: dict[str, Any] = Field(default_factory=dict)  # SGMFS keyword arguments
     seed: int = 0
+
+    @field_validator("sgmfs")
+    @classmethod
+    def _sgmfs_args(cls, v: dict[str, Any]) -> dict[str, Any]:
+        import inspect
+
+        from rayapp.select.sgmfs import SGMFS
+
+        known = set(inspect.signature(SGMFS).parameters)
+        unknown = sorted(set(v) - known)
+        if unknown:
+            raise ValueError(f"unknown SGMFS argument(s) {unknown}; known: {sorted(known)}")
+        return v
+
+
+class LabelCorpusConfig(LabelingConfig):
+    corpus: Path  # a built corpus folder (documents/*.parquet)
+    seeds: Path  # JSONL {doc_id, labels}
+    output_dir: Path = Path("results/label_corpus")
     ray: RayConfig = Field(default_factory=RayConfig)
 
 
@@ -71,7 +89,7 @@ def read_seed_labels(path: Path, doc_ids: dict[str, str]) -> tuple[dict[str, lis
     return {r["doc_id"]: r["labels"] for r in rows}, bad
 
 
-def document_features(texts: list[str], cfg: LabelCorpusConfig) -> tuple[np.ndarray, list[str]]:
+def document_features(texts: list[str], cfg: LabelingConfig) -> tuple[np.ndarray, list[str]]:
     """(features, feature names) for each text."""
     if cfg.features == "embedding":
         from rayapp.data.embed import embed_texts
@@ -89,7 +107,7 @@ def document_features(texts: list[str], cfg: LabelCorpusConfig) -> tuple[np.ndar
     return X.toarray(), list(vec.get_feature_names_out())
 
 
-def label_documents(X: np.ndarray, seed_rows: dict[int, list[str]], cfg: LabelCorpusConfig
+def label_documents(X: np.ndarray, seed_rows: dict[int, list[str]], cfg: LabelingConfig
                     ) -> tuple[np.ndarray, list[str], np.ndarray, dict[str, Any]]:
     """(scores n x c, label names, selected feature indices, info) for feature rows ``X`` and
     ``seed_rows`` (row index -> labels)."""

@@ -5,7 +5,7 @@ import pytest
 
 from rayapp.config import CorpusConfig
 from rayapp.select.data import MultiLabelDataError
-from rayapp.select.label import LabelCorpusConfig, label_corpus, label_documents, read_doc_labels
+from rayapp.select.label import LabelCorpusConfig, LabelingConfig, label_corpus, label_documents, read_doc_labels
 
 WORDS = {
     "cooking": "recipe oven flour butter sugar bake dough pan simmer garlic onion sauce knife kitchen",
@@ -87,8 +87,15 @@ def test_doc_labels_feed_weak_pairs_and_domain_batches(corpus):
 
 def test_label_documents_needs_two_labels_and_a_seed():
     X = np.random.default_rng(0).random((20, 5))
-    cfg = LabelCorpusConfig(corpus="c", seeds="s")
+    cfg = LabelingConfig()
     with pytest.raises(MultiLabelDataError, match="no usable seed label"):
         label_documents(X, {}, cfg)
     with pytest.raises(MultiLabelDataError, match="name one label \\('a'\\)"):
         label_documents(X, {0: ["a"], 1: ["a"]}, cfg)
+
+
+def test_unknown_sgmfs_argument_is_named():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"unknown SGMFS argument\(s\) \['alpah'\]"):
+        LabelingConfig(sgmfs={"alpah": 1.0})

@@ -54,3 +54,21 @@ def test_job_exits_nonzero_naming_an_unknown_key(tmp_path, capsys):
     (tmp_path / "c.yaml").write_text("datasets: []\nmethods: [{name: all}]\nseedz: [1]\n")
     assert main(["--config", str(tmp_path / "c.yaml")]) == 2
     assert "seedz" in capsys.readouterr().err
+
+
+def test_bench_label_on_a_small_mesh_file(tmp_path):
+    import json
+
+    from rayapp.select.bench import BenchLabelConfig, bench_label
+    from test_label import corpus_rows
+
+    rows = corpus_rows(n=60)
+    raw = {str(i): {"CONTEXTS": [r["text"]], "MESHES": r["topics"] + ["Humans"]} for i, r in enumerate(rows)}
+    (tmp_path / "pq.json").write_text(json.dumps(raw))
+    cfg = BenchLabelConfig(data=tmp_path / "pq.json", min_share=0.1, max_share=0.9, labelled_ratios=[0.2], seeds=[0],
+                           label={"n_selected": 15, "sgmfs": {"max_iter": 10}})
+    r = bench_label(cfg)
+    assert r["labels"] == ["astronomy", "cooking", "finance"]  # "Humans" is on every abstract: not a label
+    s = {x["method"]: x for x in r["summary"]}
+    assert set(s) == {"sgmfs_propagation", "mlknn_all_features"}
+    assert s["sgmfs_propagation"]["average_precision"]["mean"] > 0.8
