@@ -139,7 +139,9 @@ def run_configuration(data, spec: SelectorSpec, ratio: float, seed: int, counts:
 
 def summarize(cells: list[dict[str, Any]], metrics=("average_precision", "macro_f1")) -> dict[tuple, dict[str, Any]]:
     """Per (dataset, ratio, method): for each metric, the feature count with the best mean over seeds
-    (lower is better for the losses), that mean, its standard deviation and the seeds' values."""
+    (lower is better for the losses), that mean, its standard deviation and the seeds' values; and
+    ``mean_up_to_half``, the metric averaged over the feature counts up to half of them (how well a
+    selector does on a small budget, where selection matters)."""
     from rayapp.select.metrics import LOWER_IS_BETTER
 
     groups: dict[tuple, list[dict]] = {}
@@ -157,8 +159,10 @@ def summarize(cells: list[dict[str, Any]], metrics=("average_precision", "macro_
             sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
             best = max(means, key=lambda m: (sign * means[m], -m))  # ties: the fewer features
             vals = [row[metric] for row in by_m[best]]
+            half = [means[m] for m in means if m <= max(means) / 2]
             entry[metric] = {"m": best, "mean": means[best], "std": float(np.std(vals)), "values": vals,
-                             "curve": {str(m): means[m] for m in sorted(means)}}
+                             "curve": {str(m): means[m] for m in sorted(means)},
+                             "mean_up_to_half": float(np.mean(half)) if half else None}
         out[key] = entry
     return out
 
@@ -193,7 +197,13 @@ def bench_select(cfg: BenchSelectConfig) -> dict[str, Any]:
                          "best_baseline_value": max(v[metric]["mean"] for v in others.values()),
                          "met": all(ours[metric]["mean"] > v[metric]["mean"] for v in others.values())}
                 for metric in ("average_precision", "macro_f1")}
-    return {"tasks": len(refs), "wall_s": wall, "cells": cells,
+    budget = {}  # which selector is best on average over the small budgets (m <= d / 2)
+    for (ds, ratio, method), v in summary.items():
+        for metric in ("average_precision", "macro_f1"):
+            if v[metric]["mean_up_to_half"] is not None:
+                budget.setdefault(f"{ds}@{ratio}", {}).setdefault(metric, {})[method] = v[metric]["mean_up_to_half"]
+    budget_best = {k: {m: max(v, key=v.get) for m, v in g.items()} for k, g in budget.items()}
+    return {"tasks": len(refs), "wall_s": wall, "cells": cells, "small_budget_best": budget_best,
             "summary": [{"dataset": k[0], "ratio": k[1], "method": k[2], **v} for k, v in summary.items()],
             "goal": goal, "goal_met": bool(goal) and all(g[m]["met"] for g in goal.values() for m in g)}
 

@@ -28,6 +28,7 @@ def test_sweep_runs_one_task_per_configuration(ray_session, tmp_path):
     curve = {m: s[(0.4, m)]["average_precision"]["curve"]["6"] for m in ("random", "sgmfs")}
     assert curve["sgmfs"] > curve["random"], curve
     assert set(r["goal"]) == {"toy@0.2", "toy@0.4"} and isinstance(r["goal_met"], bool)
+    assert set(r["small_budget_best"]["toy@0.2"]) == {"average_precision", "macro_f1"}
 
 
 def test_summary_picks_the_best_count_per_metric():
