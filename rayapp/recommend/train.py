@@ -273,6 +273,8 @@ def train_rec(cfg: TrainRecConfig, stage1_model: Optional[str] = None) -> dict[s
 
     out = Path(cfg.output_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    # Ray Train workers do not run in the driver's working directory: give them absolute paths
+    cfg = cfg.model_copy(update={"data": Path(cfg.data).resolve(), "output_dir": out})
     data = load_interactions(cfg)  # fail fast on the driver, with the file named
     m = cfg.model
     summary: dict[str, Any] = {"users": len(data.users), "items": data.n_items, "bad_lines": len(data.bad),

@@ -91,6 +91,18 @@ def test_two_worker_training_learns_and_resumes(ray_session, tmp_path):
     assert 0 <= out["stage2_test"]["hr@10"] <= 1 and set(out["stage2_test"]) == set(untrained)
 
 
+def test_relative_paths_reach_the_workers(ray_session, tmp_path, monkeypatch):
+    """Ray Train workers run in their own directories: a config's relative paths must still work."""
+    from rayapp.recommend.train import train_rec
+
+    cyclic_file(tmp_path / "seq.txt")
+    monkeypatch.chdir(tmp_path)
+    cfg = small_cfg(tmp_path, data="seq.txt", output_dir="rel_out", stage2=None,
+                    stage1={"epochs": 1, "batch_size": 32, "lr": 5e-3})
+    out = train_rec(cfg)
+    assert (tmp_path / "rel_out").is_dir() and out["stage1"]["metrics"]["epoch"] == 1
+
+
 def test_train_job_with_missing_data_exits_2(tmp_path):
     import subprocess
     import sys
