@@ -186,12 +186,13 @@ def bench_select(cfg: BenchSelectConfig) -> dict[str, Any]:
     wall = time.perf_counter() - t0
     summary = summarize(cells)
     goal = {}
+    ours_label = next((m.display for m in cfg.methods if m.name == "sgmfs"), None)
     for dcfg in cfg.datasets:
         for ratio in cfg.labelled_ratios:
-            ours = summary.get((dcfg.name, ratio, "sgmfs"))
-            if ours is None:
+            ours = summary.get((dcfg.name, ratio, ours_label))
+            others = {k[2]: v for k, v in summary.items() if k[:2] == (dcfg.name, ratio) and k[2] != ours_label}
+            if ours is None or not others:
                 continue
-            others = {k[2]: v for k, v in summary.items() if k[:2] == (dcfg.name, ratio) and k[2] != "sgmfs"}
             goal[f"{dcfg.name}@{ratio}"] = {
                 metric: {"sgmfs": ours[metric]["mean"], "best_baseline": max(others, key=lambda n: others[n][metric]["mean"]),
                          "best_baseline_value": max(v[metric]["mean"] for v in others.values()),

@@ -1,8 +1,10 @@
 """Multi-label data: dense ARFF and headerless CSV readers, a semi-supervised split.
 
 Label columns in ARFF are found by type: every nominal attribute whose values are exactly ``{0, 1}``
-is a label, numeric attributes are features. That reads Mulan files (emotions: labels last) and
-MEKA-style files (yeast: labels first) alike. A headerless CSV has no types, so the caller says how
+is a label, numeric attributes are features. That reads dense Mulan files with numeric features
+(emotions: labels last) and MEKA-style ones (yeast: labels first) alike; a file that declares
+binary *features* as ``{0,1}`` nominals would have them read as labels (convert it to CSV and use
+:func:`read_multilabel_csv`, which takes the label count and position). A headerless CSV has no types, so the caller says how
 many label columns there are and where (``label_position``: ``"last"`` or ``"first"``).
 
 Bad input raises :class:`MultiLabelDataError` naming the file, line and column: a non-numeric or

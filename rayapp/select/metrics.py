@@ -16,7 +16,7 @@
 
 The ranking metrics (one-error, coverage, ranking loss, average precision) skip rows with no
 relevant label, and ranking loss also skips rows with no irrelevant one (they are undefined there),
-as Mulan does. Lower is better for Hamming loss, one-error, coverage and ranking loss.
+as Mulan does; when no row is left, they raise ``ValueError``. Lower is better for Hamming loss, one-error, coverage and ranking loss.
 """
 
 from __future__ import annotations
@@ -41,6 +41,12 @@ def _ranks(scores: np.ndarray) -> np.ndarray:
     return (scores[:, None, :] >= scores[:, :, None]).sum(axis=2)
 
 
+def _rows(keep: np.ndarray, metric: str) -> np.ndarray:
+    if not keep.any():
+        raise ValueError(f"{metric}: no row has the labels it needs (a relevant one, and for ranking loss an irrelevant one)")
+    return keep
+
+
 def hamming_loss(Y, P) -> float:
     Y, P = _check(Y, P)
     return float((Y != P.astype(bool)).mean())
@@ -48,21 +54,21 @@ def hamming_loss(Y, P) -> float:
 
 def one_error(Y, scores) -> float:
     Y, s = _check(Y, scores)
-    keep = Y.any(1)
+    keep = _rows(Y.any(1), "one_error")
     top = np.argmax(s[keep], axis=1)
     return float((~Y[keep][np.arange(keep.sum()), top]).mean())
 
 
 def coverage(Y, scores) -> float:
     Y, s = _check(Y, scores)
-    keep = Y.any(1)
+    keep = _rows(Y.any(1), "coverage")
     r = np.where(Y[keep], _ranks(s[keep]), 0)
     return float((r.max(1) - 1).mean())
 
 
 def ranking_loss(Y, scores) -> float:
     Y, s = _check(Y, scores)
-    keep = Y.any(1) & (~Y).any(1)
+    keep = _rows(Y.any(1) & (~Y).any(1), "ranking_loss")
     Y, s = Y[keep], s[keep]
     bad = (s[:, :, None] <= s[:, None, :]) & Y[:, :, None] & ~Y[:, None, :]  # [i, rel, irr]
     pairs = Y.sum(1) * (~Y).sum(1)
@@ -71,7 +77,7 @@ def ranking_loss(Y, scores) -> float:
 
 def average_precision(Y, scores) -> float:
     Y, s = _check(Y, scores)
-    keep = Y.any(1)
+    keep = _rows(Y.any(1), "average_precision")
     Y, s = Y[keep], s[keep]
     r = _ranks(s)
     # for each relevant l: relevant labels ranked at or above it

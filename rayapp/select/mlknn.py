@@ -22,6 +22,8 @@ class MLkNN:
     def __init__(self, k: int = 10, s: float = 1.0):
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
+        if not s > 0:
+            raise ValueError(f"the smoothing s must be > 0, got {s}")
         self.k, self.s = k, s
 
     def fit(self, X: np.ndarray, Y: np.ndarray) -> "MLkNN":

@@ -60,8 +60,8 @@ def _variance(X, Y, lab, *, seed):
 
 
 def laplacian_score(X: np.ndarray, k: int = 5) -> np.ndarray:
-    """He et al. (2005): on a kNN heat-kernel graph ``S_ij = exp(-||x_i - x_j||^2 / t)`` (t = mean
-    squared neighbour distance, symmetrised), ``D = diag(S 1)``, ``L = D - S``, feature r with
+    """He et al. (2005), on z-scored features: on a kNN heat-kernel graph ``S_ij = exp(-||x_i - x_j||^2 / t)``
+    (t = mean squared neighbour distance, symmetrised), ``D = diag(S 1)``, ``L = D - S``, feature r with
     ``f~ = f - (f^T D 1 / 1^T D 1) 1`` scores ``L_r = f~^T L f~ / f~^T D f~`` (lower = better; a
     constant feature, 0/0, gets +inf)."""
     from sklearn.neighbors import NearestNeighbors
@@ -76,10 +76,10 @@ def laplacian_score(X: np.ndarray, k: int = 5) -> np.ndarray:
     S[np.repeat(np.arange(n), k), idx.ravel()] = np.exp(-dist.ravel() / t)
     S = np.maximum(S, S.T)
     deg = S.sum(1)
-    f = X - (deg @ X) / deg.sum()
+    f = Xz - (deg @ Xz) / deg.sum()  # z-scored, so the score does not depend on a feature's scale
     num = np.einsum("ir,ir->r", f, deg[:, None] * f) - np.einsum("ir,ir->r", f, S @ f)
     den = np.einsum("ir,ir->r", f, deg[:, None] * f)
-    return np.where(den > 1e-12, num / np.maximum(den, 1e-300), np.inf)
+    return np.where(den > 1e-9 * deg.sum(), num / np.maximum(den, 1e-300), np.inf)
 
 
 @register_selector("laplacian")

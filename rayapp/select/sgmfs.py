@@ -1,55 +1,61 @@
 r"""SGMFS: consistent sparse graph learning for multi-label semi-supervised feature selection.
 
 After the abstract of arXiv 2505.17875 (no code or full text is public; this is rayapp's own
-objective with exactly the parts the abstract names). Data: standardised features ``X`` (n x d),
-labels ``Y`` known on the labelled rows ``L`` only (c labels). Unknowns:
+objective with exactly the parts the abstract names). Data: standardised features ``X`` (n x d,
+zero-mean columns), labels ``Y`` known on the labelled rows ``L`` only (c labels). Unknowns:
 
 - ``W`` (d x k): the projection; the row norms ``||w_i||_2`` rank the features (row-sparse);
 - ``Q`` (c x k), ``Q^T Q = I_k``, ``k < c``: an orthonormal basis of a low-dimensional label
-  subspace. ``XW`` are the rows' coordinates in it and ``F ~ X W Q^T``: c correlated labels are
-  spanned by k independent directions;
+  subspace. ``XW`` are the rows' coordinates in it and ``F ~ X W Q^T + 1 b^T``: c correlated
+  labels are spanned by k independent directions around the label means ``b`` (c,);
 - ``F`` (n x c): soft labels, ``F_L = Y_L`` (clamped), ``0 <= F <= 1``;
-- ``S`` (n x n): a sparse reconstruction graph, ``S >= 0``, ``diag(S) = 0``, learned from ``F`` and
-  ``XW`` (not fixed from the raw features). The same S reconstructs the rows in the label space
-  and in the subspace (the consistency).
+- ``S`` (n x n): a sparse reconstruction graph, each row on the simplex (``S >= 0``, ``S 1 = 1``)
+  with ``diag(S) = 0``, learned from ``F`` and ``XW`` (not fixed from the raw features). The same S
+  reconstructs the rows in the label space and in the subspace (the consistency). Projections
+  onto the simplex are sparse; gamma spreads the weights (larger gamma, more neighbours).
 
 Objective (all data terms per row, so that alpha and gamma do not depend on n):
 
-    J = 1/n ||X W Q^T - F||^2 + alpha sum_i sqrt(||w_i||^2 + eps)
-        + beta/n (||F - S F||^2 + ||X W - S X W||^2) + gamma/n sum_ij S_ij
+    J = 1/n ||X W Q^T + 1 b^T - F||^2 + alpha sum_i sqrt(||w_i||^2 + eps)
+        + beta/n (||F - S F||^2 + ||X W - S X W||^2) + gamma/n ||S||_F^2
 
-(``eps`` smooths the l2,1 norm at 0; the reported objective includes it.) Block coordinate
+(``eps`` > 0 smooths the l2,1 norm at 0; the reported objective includes it.) Block coordinate
 descent; every block step is an exact minimisation or a descent step, so J never increases:
 
-1. **S** (F, W fixed): with ``G = [F, XW]``, ``min_S beta/n ||G - S G||^2 + gamma/n 1^T S 1`` over
-   ``S >= 0, diag(S) = 0``: a non-negative lasso per row. ``inner_steps`` proximal-gradient (ISTA)
-   steps from the current S, step ``1/L_S`` with ``L_S = 2 beta/n ||G||_2^2``:
-   ``S <- max(0, S - (2 beta/n (S G - G) G^T + gamma/n) / L_S)``, diagonal set to 0.
-   ISTA with step 1/L never increases its objective (Beck & Teboulle 2009, Lemma 2.3).
-2. **F** (W, Q, S fixed): ``min 1/n (||F - P||^2 + beta ||(I - S) F||^2)``, ``P = X W Q^T``, over the
-   box with ``F_L = Y_L``: ``inner_steps`` projected-gradient steps on the unlabelled rows,
-   gradient ``2/n ((F - P) + beta (I - S)^T (I - S) F)``, step ``1/L_F`` with
-   ``L_F = 2/n (1 + beta b^2)`` and ``b = 1 + sqrt(max row sum(S) * max column sum(S)) >= ||I - S||_2``;
-   then a clip to [0, 1] (projection onto a box: again a descent step).
-3. **W** (Q, F, S fixed): the l2,1 term is majorised at the current W by
+1. **S** (F, W fixed): with ``G = [F, XW]``, ``min_S beta/n ||G - S G||^2 + gamma/n ||S||_F^2`` over
+   the row simplices with zero diagonal. ``inner_steps`` projected-gradient steps from the current
+   S, gradient ``2/n (beta (S G - G) G^T + gamma S)``, step ``1/L_S`` with
+   ``L_S = 2/n (beta ||G||_2^2 + gamma)``; each row is projected onto the simplex
+   (:func:`project_rows_to_simplex`). Projected gradient with step 1/L on an L-smooth convex
+   function never increases it (Beck & Teboulle 2009, Lemma 2.3).
+2. **F** (W, Q, b, S fixed): ``min 1/n (||F - P||^2 + beta ||(I - S) F||^2)``, ``P = X W Q^T + 1 b^T``,
+   over the box with ``F_L = Y_L``: ``inner_steps`` projected-gradient steps on the unlabelled
+   rows, gradient ``2/n ((F - P) + beta (I - S)^T (I - S) F)``, step ``1/L_F`` with
+   ``L_F = 2/n (1 + beta r^2)`` and ``r = 1 + sqrt(max row sum(S) * max column sum(S)) >= ||I - S||_2``;
+   each step ends with a clip to [0, 1] (the projection onto the box).
+3. **b** (F, W, Q fixed): ``b = mean over rows of (F - X W Q^T) = mean(F)`` (X has zero-mean columns): exact.
+4. **W** (Q, F, S fixed): the l2,1 term is majorised at the current W by
    ``alpha tr(W^T D W) + const`` with ``D_ii = 1 / (2 sqrt(||w_i||^2 + eps))`` (Nie et al., NIPS 2010:
-   ``sqrt(a) - a / (2 sqrt(b)) <= sqrt(b) - b / (2 sqrt(b))``). As ``Q^T Q = I``,
-   ``||X W Q^T - F||^2 = tr(W^T X^T X W) - 2 tr(W^T X^T F Q) + ||F||^2``; setting the gradient of the
-   majoriser to 0 with ``Z = (I - S) X``:
+   ``sqrt(a) - a / (2 sqrt(b)) <= sqrt(b) - b / (2 sqrt(b))``). As ``Q^T Q = I`` and ``X^T 1 = 0``,
+   ``||X W Q^T + 1 b^T - F||^2 = tr(W^T X^T X W) - 2 tr(W^T X^T F Q) + const``; setting the gradient
+   of the majoriser to 0, with ``Z = (I - S) X`` and the 1/n scaling:
    ``W = (X^T X + beta Z^T Z + n alpha D)^{-1} X^T F Q``.
-4. **Q** (W, F fixed): ``min ||X W Q^T - F||^2 = max tr(Q^T F^T X W)`` s.t. ``Q^T Q = I``, the orthogonal
-   Procrustes problem: with the thin SVD ``F^T X W = U Sigma V^T``, ``Q = U V^T`` (exact).
+5. **Q** (W, F fixed): ``min ||X W Q^T + 1 b^T - F||^2 = max tr(Q^T F^T X W)`` s.t. ``Q^T Q = I``, the
+   orthogonal Procrustes problem: with the thin SVD ``F^T X W = U Sigma V^T``, ``Q = U V^T`` (exact).
 
-Initialisation: ``F`` = Y on labelled rows and the labelled label means elsewhere; ``Q`` = the top-k
-right singular vectors of ``F``; ``W`` = ridge ``(X^T X + n alpha I)^{-1} X^T F Q``; ``S = 0``.
-Convergence: ``|J_{t-1} - J_t| <= tol * |J_{t-1}|`` or ``max_iter`` iterations.
+Initialisation: ``F`` = Y on labelled rows and the labelled label means elsewhere; ``b = mean(F)``;
+``Q`` = the top-k right singular vectors of ``F - 1 b^T``; ``W`` = ridge
+``(X^T X + n alpha I)^{-1} X^T F Q``; ``S`` = uniform weights over each row's ``init_neighbors``
+nearest rows in X (a starting point only: S is then learned). Convergence:
+``|J_{t-1} - J_t| <= tol * |J_{t-1}|`` or ``max_iter`` iterations.
 
-Documented behaviours for awkward input: a NaN or infinite value, Y not 0/1, no labelled row, or
-``k >= c`` (no label subspace to learn) raise ``ValueError``; a constant feature is standardised
-to a zero column, so its row of W goes to 0 and it ranks last; a label with no positive among the
-labelled rows is kept (its soft labels are propagated from zeros) and a ``UserWarning`` names it.
-Memory is O(n^2) (dense S): fit on a few thousand rows and label the rest with
-:meth:`SGMFS.predict_proba`.
+Documented behaviours for awkward input: a NaN or infinite value, Y not 0/1, fewer than 2 rows, no
+labelled row, or ``k >= c`` (no label subspace to learn) raise ``MultiLabelDataError`` (a
+``ValueError``); alpha and eps must be > 0; a constant feature is standardised to a zero column,
+so its row of W goes to 0 and it ranks last; a label with no positive among the labelled rows is
+kept (its soft labels are propagated from zeros) and a ``UserWarning`` names it. Memory is O(n^2)
+(dense S): fit on a few thousand rows and label the rest with :meth:`SGMFS.predict_proba` or, as
+:mod:`rayapp.select.label` does, from the fitted rows' soft labels by nearest neighbours.
 """
 
 from __future__ import annotations
@@ -109,14 +115,20 @@ def knn_graph(X: np.ndarray, k: int) -> np.ndarray:
 
 
 def labelled_mask(labelled, n: int) -> np.ndarray:
-    """A boolean (n,) mask from a mask or from row indices."""
+    """A boolean (n,) mask from a boolean mask or from row indices (integers in [0, n))."""
     lab = np.asarray(labelled)
     if lab.dtype == bool:
         if lab.shape != (n,):
             raise MultiLabelDataError(f"labelled mask has shape {lab.shape}, expected ({n},)")
         return lab.copy()
+    if lab.size and not np.issubdtype(lab.dtype, np.integer):
+        raise MultiLabelDataError(f"labelled must be a boolean mask or integer row indices, got dtype {lab.dtype}")
+    lab = lab.astype(np.int64).ravel()
+    bad = lab[(lab < 0) | (lab >= n)]
+    if len(bad):
+        raise MultiLabelDataError(f"labelled row index {int(bad[0])} is outside [0, {n})")
     mask = np.zeros(n, bool)
-    mask[lab.astype(np.int64)] = True
+    mask[lab] = True
     return mask
 
 
@@ -128,9 +140,12 @@ class SGMFS:
     def __init__(self, alpha: float = 0.1, beta: float = 30.0, gamma: float = 0.01,
                  subspace_dim: Optional[int] = None, max_iter: int = 50, tol: float = 1e-5,
                  inner_steps: int = 10, eps: float = 1e-8, init_neighbors: int = 10):
-        for name, v in (("alpha", alpha), ("beta", beta), ("gamma", gamma), ("eps", eps)):
+        for name, v in (("beta", beta), ("gamma", gamma)):
             if not v >= 0:
                 raise ValueError(f"{name} must be >= 0, got {v}")
+        for name, v in (("alpha", alpha), ("eps", eps)):
+            if not v > 0:
+                raise ValueError(f"{name} must be > 0, got {v} (it keeps the W update well posed)")
         if max_iter < 1 or inner_steps < 1:
             raise ValueError("max_iter and inner_steps must be >= 1")
         self.alpha, self.beta, self.gamma, self.eps = alpha, beta, gamma, eps
@@ -138,10 +153,10 @@ class SGMFS:
         self.init_neighbors = init_neighbors
 
     # -- the objective -------------------------------------------------------------------------
-    def objective(self, X, W, Q, F, S) -> float:
+    def objective(self, X, W, Q, b, F, S) -> float:
         n = X.shape[0]
         XW = X @ W
-        fit = np.sum((XW @ Q.T - F) ** 2)
+        fit = np.sum((XW @ Q.T + b - F) ** 2)
         graph = np.sum((F - S @ F) ** 2) + np.sum((XW - S @ XW) ** 2)
         l21 = np.sum(np.sqrt(np.sum(W**2, 1) + self.eps))
         return float(fit / n + self.alpha * l21 + self.beta * graph / n + self.gamma * np.sum(S**2) / n)
@@ -184,10 +199,12 @@ class SGMFS:
         Y = np.asarray(Y)
         check_multilabel(X, Y, source="SGMFS.fit")
         n, c = Y.shape
+        if n < 2:
+            raise MultiLabelDataError(f"SGMFS.fit: needs at least 2 rows, got {n}")
         lab = labelled_mask(labelled, n)
         if not lab.any():
             raise MultiLabelDataError("SGMFS.fit: no labelled row (at least one row must keep its labels)")
-        k = self.subspace_dim or max(1, c // 2)
+        k = max(1, c // 2) if self.subspace_dim is None else self.subspace_dim
         if not 1 <= k < c:
             raise MultiLabelDataError(f"SGMFS.fit: subspace_dim must be in [1, c) = [1, {c}), got {k} "
                                       "(with one label there is no label subspace to learn)")
@@ -200,29 +217,33 @@ class SGMFS:
         F = np.empty((n, c))
         F[lab] = Y[lab]
         F[~lab] = Y[lab].mean(0)
-        Q = np.linalg.svd(F, full_matrices=False)[2][:k].T  # c x k, orthonormal columns
-        W = np.linalg.solve(XtX + n * max(self.alpha, 1e-6) * np.eye(X.shape[1]), Xz.T @ (F @ Q))
+        b = F.mean(0)
+        Q = np.linalg.svd(F - b, full_matrices=True)[2][:k].T  # c x k, orthonormal columns
+        W = np.linalg.solve(XtX + n * self.alpha * np.eye(X.shape[1]), Xz.T @ (F @ Q))
         S = knn_graph(Xz, self.init_neighbors)
-        history = [self.objective(Xz, W, Q, F, S)]
+        history = [self.objective(Xz, W, Q, b, F, S)]
         converged = False
         for it in range(self.max_iter):
             S = self._update_S(S, np.hstack([F, Xz @ W]), self.inner_steps)
-            F = self._update_F(F, Xz @ W @ Q.T, S, ~lab)
+            F = self._update_F(F, Xz @ W @ Q.T + b, S, ~lab)
+            b = F.mean(0)
             W = self._update_W(Xz, XtX, F, Q, S, W)
             Q = self._update_Q(Xz, W, F)
-            history.append(self.objective(Xz, W, Q, F, S))
+            history.append(self.objective(Xz, W, Q, b, F, S))
             if abs(history[-2] - history[-1]) <= self.tol * abs(history[-2]):
                 converged = True
                 break
-        self.W_, self.Q_, self.soft_labels_, self.graph_ = W, Q, F, S
+        self.W_, self.Q_, self.intercept_, self.soft_labels_, self.graph_ = W, Q, b, F, S
         self.scores_ = np.sqrt(np.sum(W**2, 1))
         self.objective_ = history
         self.converged_, self.n_iter_ = converged, len(history) - 1
         return self
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Soft labels ``clip(X W Q^T, 0, 1)`` for new rows (standardised with the fit's statistics)."""
+        """Soft labels ``clip(X W Q^T + b, 0, 1)`` for new rows (standardised with the fit's statistics)."""
         X = np.asarray(X, dtype=np.float64)
         check_multilabel(X, source="SGMFS.predict_proba")
+        if X.shape[1] != len(self.mean_):
+            raise MultiLabelDataError(f"SGMFS.predict_proba: X has {X.shape[1]} features, the fit had {len(self.mean_)}")
         Xz, _, _ = standardize(X, self.mean_, self.std_)
-        return np.clip(Xz @ self.W_ @ self.Q_.T, 0.0, 1.0)
+        return np.clip(Xz @ self.W_ @ self.Q_.T + self.intercept_, 0.0, 1.0)

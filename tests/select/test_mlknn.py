@@ -30,5 +30,7 @@ def test_learns_separable_labels():
 def test_bad_k_and_tiny_training_set():
     with pytest.raises(ValueError, match="k must be >= 1"):
         MLkNN(k=0)
+    with pytest.raises(ValueError, match="smoothing s must be > 0"):
+        MLkNN(s=0)
     with pytest.raises(ValueError, match="at least 2"):
         MLkNN().fit(np.zeros((1, 2)), np.ones((1, 1)))

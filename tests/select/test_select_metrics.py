@@ -55,6 +55,13 @@ def test_agrees_with_scikit_learn_on_random_data():
     assert M.micro_f1(y, p) == pytest.approx(skm.f1_score(y, p, average="micro", zero_division=0))
 
 
+def test_no_usable_row_is_an_error():
+    with pytest.raises(ValueError, match="average_precision: no row has the labels it needs"):
+        M.average_precision(np.zeros((2, 3)), np.ones((2, 3)))
+    with pytest.raises(ValueError, match="ranking_loss: no row"):
+        M.ranking_loss(np.ones((2, 3)), np.ones((2, 3)))
+
+
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="shapes differ"):
         M.hamming_loss(Y, P[:, :3])

@@ -33,6 +33,8 @@ def test_laplacian_score_prefers_the_manifold_feature():
     X = np.column_stack([10 * t, t**2, rng.random(200), np.full(200, 3.0)])
     ls = laplacian_score(X, k=5)
     assert max(ls[0], ls[1]) < ls[2] and ls[3] == np.inf
+    X[:, 0] *= 1e-7  # a feature's scale does not change its score
+    np.testing.assert_allclose(laplacian_score(X, k=5)[:3], ls[:3], rtol=1e-6)
 
 
 def test_top_features_is_stable_on_ties():

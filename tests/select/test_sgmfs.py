@@ -53,6 +53,12 @@ def test_soft_labels_keep_the_labelled_rows_and_stay_in_the_box(fitted):
     assert average_precision(Y[~lab], F[~lab]) > average_precision(Y[~lab], prior) + 0.05
     P = model.predict_proba(X[:5])
     assert P.shape == (5, Y.shape[1]) and P.min() >= 0 and P.max() <= 1
+    with pytest.raises(MultiLabelDataError, match="X has 3 features, the fit had 30"):
+        model.predict_proba(X[:5, :3])
+    # the intercept keeps soft labels on the labels' scale: their mean tracks the label prior
+    np.testing.assert_allclose(F[~lab].mean(0), Y[lab].mean(0), atol=0.15)
+    thresholded = F[~lab] >= 0.5
+    assert thresholded.any(0).all()  # every label gets predicted for some unlabelled row
 
 
 def test_graph_is_a_sparse_reconstruction(fitted):
@@ -87,8 +93,14 @@ def test_bad_input_is_a_clear_error():
         SGMFS().fit(X, Y, np.zeros(len(X), bool))
     with pytest.raises(MultiLabelDataError, match="subspace_dim must be in"):
         SGMFS().fit(X, Y[:, :1], lab)
-    with pytest.raises(ValueError, match="alpha must be >= 0"):
-        SGMFS(alpha=-1)
+    with pytest.raises(ValueError, match="alpha must be > 0"):
+        SGMFS(alpha=0.0)
+    with pytest.raises(MultiLabelDataError, match="at least 2 rows"):
+        SGMFS().fit(X[:1], Y[:1], [0])
+    with pytest.raises(MultiLabelDataError, match="row index 60 is outside"):
+        SGMFS().fit(X, Y, [0, 60])
+    with pytest.raises(MultiLabelDataError, match="boolean mask or integer row indices"):
+        SGMFS().fit(X, Y, [0.5, 1.0])
 
 
 def test_constant_feature_ranks_last_and_empty_label_warns():
