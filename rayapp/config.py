@@ -319,6 +319,16 @@ class HTTPConfig(StrictModel):
     port: int = Field(default=8000, ge=1, le=65535)
 
 
+class AuthConfig(StrictModel):
+    """API keys and a per-key rate limit for the HTTP API (see ``rayapp/serve/_auth.py``). No keys
+    and no limit (the default): the API is open, as on a developer's loopback."""
+
+    api_keys_env: Optional[str] = None  # name of an environment variable holding comma-separated keys
+    api_keys_file: Optional[Path] = None  # one key per line, or sha256:<hex> of a key
+    rate_limit_per_minute: Optional[int] = Field(default=None, ge=1)
+    open_paths: list[str] = Field(default_factory=lambda: ["/healthz"])
+
+
 class ExtractorConfig(StrictModel):
     """The extract stage between retrieval and generation (``none``: the passages go to the
     generator as they are). ``full`` and ``top_sentences`` are the heuristic baselines; ``lm`` is a
@@ -362,6 +372,7 @@ class AppConfig(StrictModel):
     recommender: RecommenderConfig = Field(default_factory=RecommenderConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     http: HTTPConfig = Field(default_factory=HTTPConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
     num_cpus_per_replica: float = Field(default=0.25, gt=0)
     max_ongoing_requests: int = Field(default=64, ge=1)
 

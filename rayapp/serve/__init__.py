@@ -43,7 +43,8 @@ def build_app(cfg: AppConfig, index_path: str | Path) -> serve.Application:
     recommender = (serve.deployment(Recommender).options(name="Recommender", **opts).bind(cfg.recommender)
                    if cfg.recommender.model_dir is not None else None)
     return Ingress.options(name="Ingress", **opts).bind(retriever, generator, cfg.limits, cfg.retriever.top_k,
-                                                         cfg.generator, extractor, recommender, cfg.recommender)
+                                                         cfg.generator, extractor, recommender, cfg.recommender,
+                                                         cfg.auth)
 
 
 def app_builder(args: dict[str, Any]) -> serve.Application:

@@ -20,7 +20,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from rayapp.config import Demo, ExtractorConfig, GeneratorConfig, LimitsConfig, RecommenderConfig, RetrieverConfig
+from rayapp.config import AuthConfig, Demo, ExtractorConfig, GeneratorConfig, LimitsConfig, RecommenderConfig, RetrieverConfig
+from rayapp.serve._auth import Guard, guard_dispatch
 from rayapp.types import Hit
 
 log = logging.getLogger("rayapp.serve")
@@ -302,6 +303,8 @@ def _error(status: int, type_: str, message: str, field: Optional[str] = None) -
 
 
 api = FastAPI(title="rayapp", version="0.1.0", description="Retrieval-augmented generation on Ray Serve.")
+_GUARD: dict[str, Any] = {"guard": None}  # this replica's API-key guard, set by Ingress.__init__
+api.middleware("http")(guard_dispatch(lambda: _GUARD["guard"]))
 
 
 @api.exception_handler(RequestValidationError)
@@ -344,7 +347,8 @@ class Ingress:
     def __init__(self, retriever: DeploymentHandle, generator: DeploymentHandle, limits: LimitsConfig,
                  default_top_k: int, generator_cfg: Optional[GeneratorConfig] = None,
                  extractor: Optional[DeploymentHandle] = None, recommender: Optional[DeploymentHandle] = None,
-                 recommender_cfg: Optional[RecommenderConfig] = None):
+                 recommender_cfg: Optional[RecommenderConfig] = None, auth: Optional[AuthConfig] = None):
+        _GUARD["guard"] = Guard(auth) if auth is not None else None
         self.retriever, self.generator, self.extractor = retriever, generator, extractor
         self.recommender, self.rec_cfg = recommender, recommender_cfg or RecommenderConfig()
         self.limits, self.default_top_k = limits, default_top_k
