@@ -326,7 +326,7 @@ class AuthConfig(StrictModel):
     api_keys_env: Optional[str] = None  # name of an environment variable holding comma-separated keys
     api_keys_file: Optional[Path] = None  # one key per line, or sha256:<hex> of a key
     rate_limit_per_minute: Optional[int] = Field(default=None, ge=1)
-    open_paths: list[str] = Field(default_factory=lambda: ["/healthz"])
+    open_paths: list[str] = Field(default_factory=lambda: ["/healthz", "/readyz"])
 
 
 class ExtractorConfig(StrictModel):

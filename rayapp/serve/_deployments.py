@@ -27,7 +27,14 @@ from rayapp.types import Hit
 log = logging.getLogger("rayapp.serve")
 
 
-class Retriever:
+class _Ready:
+    """``ready()`` answers once the deployment's constructor has finished (models loaded): ``/readyz``."""
+
+    def ready(self) -> bool:
+        return True
+
+
+class Retriever(_Ready):
     """Hybrid BM25 + dense retrieval over one index version, opened read-only."""
 
     def __init__(self, index_path: str, cfg: RetrieverConfig):
@@ -61,7 +68,7 @@ class PostRanker:
         return self.cross.score(question, texts, self.batch_size).tolist() if texts else []
 
 
-class FunnelRetriever:
+class FunnelRetriever(_Ready):
     """FunnelRAG over a funnel index: cluster BM25 and the document pre-ranker run here, the passage
     post-ranker in its own deployment (``post_ranker`` handle) when it is the cross-encoder."""
 
@@ -98,7 +105,7 @@ class FunnelRetriever:
         return {"passages": self.n_passages}
 
 
-class Extractor:
+class Extractor(_Ready):
     """The extract stage: passages + question -> evidence, rationale (for logs) and compression
     ratio; the generator then sees only the evidence, mapped back onto the passages it came from."""
 
@@ -119,7 +126,7 @@ class Extractor:
                 "hits": evidence_hits(hits, ev.evidence), "seconds": round(time.perf_counter() - t0, 6)}
 
 
-class Recommender:
+class Recommender(_Ready):
     """Sequential recommendation (SASRec, or RaSeRec with its memory bank): top-k items and online
     appends of interactions (one replica holds the bank, so an append is seen by the next request)."""
 
@@ -145,7 +152,7 @@ class Recommender:
             return {"error": {"field": e.field, "message": str(e)}}
 
 
-class Generator:
+class Generator(_Ready):
     """The generator behind a deployment: the RAG answerer (``generate``), OpenAI-style chat
     completions batched across concurrent requests (``chat``, ``@serve.batch``), token streaming
     (``chat_stream``) and PICA (``pica``). One model per replica, shared by all four."""
@@ -375,6 +382,27 @@ class Ingress:
     @api.get("/healthz")
     async def healthz(self) -> dict[str, str]:
         return {"status": "ok"}
+
+    @api.get("/readyz")
+    async def readyz(self) -> JSONResponse:
+        """200 when every configured stage answers ``ready()`` within 5 s; else 503 naming the stage."""
+        import asyncio
+
+        stages = {"retriever": self.retriever, "generator": self.generator, "extractor": self.extractor,
+                  "recommender": self.recommender}
+        for name, handle in stages.items():
+            if handle is None:
+                continue
+            try:
+                await asyncio.wait_for(self._ask_ready(handle), timeout=5.0)
+            except Exception as e:  # not deployed yet, failed, or too slow
+                return JSONResponse(status_code=503, content={"status": "not_ready", "stage": name,
+                                                              "reason": type(e).__name__})
+        return JSONResponse(content={"status": "ready", "stages": [n for n, h in stages.items() if h is not None]})
+
+    @staticmethod
+    async def _ask_ready(handle: DeploymentHandle) -> bool:
+        return await handle.ready.remote()
 
     @api.post("/v1/retrieve")
     async def retrieve(self, req: RetrieveRequest) -> dict[str, Any]:

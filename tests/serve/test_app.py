@@ -40,6 +40,12 @@ def test_healthz(app_url):
     assert r.status_code == 200 and r.json() == {"status": "ok"}
 
 
+def test_readyz_names_every_configured_stage(app_url):
+    r = httpx.get(f"{app_url}/readyz", timeout=60)
+    assert r.status_code == 200
+    assert r.json() == {"status": "ready", "stages": ["retriever", "generator", "extractor", "recommender"]}
+
+
 def test_retrieve(app_url):
     r = post(app_url, "/v1/retrieve", {"question": "temporary directory context manager", "top_k": 2})
     assert r.status_code == 200
