@@ -312,6 +312,85 @@ class LimitsConfig(StrictModel):
     max_new_tokens: int = Field(default=256, ge=1)
     #: characters over all messages of a chat completion request
     max_prompt_chars: int = Field(default=20000, ge=1)
+    #: request bodies larger than this get 413 before they are parsed
+    max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    #: inputs of /v1/embeddings, documents of /v1/rerank, passages of /v1/extract
+    max_batch: int = Field(default=64, ge=1)
+    #: characters of each such input, document or passage
+    max_text_chars: int = Field(default=8000, ge=1)
+
+
+class TimeoutsConfig(StrictModel):
+    """Seconds each stage may take on one request; past it the ingress cancels the call and answers
+    504 naming the stage, so a stuck stage never hangs a client."""
+
+    retriever: float = Field(default=30.0, gt=0)
+    extractor: float = Field(default=120.0, gt=0)
+    generator: float = Field(default=300.0, gt=0)
+    recommender: float = Field(default=10.0, gt=0)
+    embedder: float = Field(default=30.0, gt=0)
+    reranker: float = Field(default=60.0, gt=0)
+
+
+class EmbeddingsConfig(StrictModel):
+    """``/v1/embeddings`` (OpenAI's shape). ``model``: a sentence-transformers folder or a name
+    :func:`rayapp.models.load_sentence_transformer` knows; none: the index's own embedder, so clients
+    embed exactly as the passages were embedded. Requests arriving within ``batch_wait_timeout_s``
+    share one forward pass (``@serve.batch``)."""
+
+    enabled: bool = True
+    model: Optional[str] = None
+    max_seq_length: int = Field(default=256, ge=8)
+    served_name: Optional[str] = None
+    max_batch_size: int = Field(default=32, ge=1)
+    batch_wait_timeout_s: float = Field(default=0.01, ge=0)
+
+
+class RerankConfig(StrictModel):
+    """``/v1/rerank`` (the Cohere/Jina shape) over a cross-encoder folder (``rayapp train-reranker``).
+    None: the funnel's post-ranker when the retriever is a funnel with ``post_ranker: cross``, else
+    the endpoint answers 404. Pairs of requests arriving within ``batch_wait_timeout_s`` share
+    forward passes (``@serve.batch``), the funnel's own calls included."""
+
+    model: Optional[str] = None
+    max_length: int = Field(default=256, ge=8)
+    served_name: Optional[str] = None
+    max_batch_size: int = Field(default=8, ge=1)
+    batch_wait_timeout_s: float = Field(default=0.01, ge=0)
+
+
+class AutoscalingOptions(StrictModel):
+    """Ray Serve's autoscaler for one deployment (replicas follow ongoing requests per replica)."""
+
+    min_replicas: int = Field(default=1, ge=0)
+    max_replicas: int = Field(default=2, ge=1)
+    target_ongoing_requests: float = Field(default=4.0, gt=0)
+    upscale_delay_s: float = Field(default=5.0, ge=0)
+    downscale_delay_s: float = Field(default=60.0, ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.max_replicas < self.min_replicas:
+            raise ValueError("max_replicas: must be >= min_replicas")
+        return self
+
+
+class DeploymentOptions(StrictModel):
+    """Per-deployment Serve options; unset fields fall back to the app-wide ones."""
+
+    num_replicas: Optional[int] = Field(default=None, ge=1)
+    autoscaling: Optional[AutoscalingOptions] = None
+    num_cpus: Optional[float] = Field(default=None, gt=0)
+    max_ongoing_requests: Optional[int] = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _one_scaling(self):
+        if self.num_replicas is not None and self.autoscaling is not None:
+            raise ValueError("num_replicas: give num_replicas or autoscaling, not both")
+        return self
+
+
+DEPLOYMENTS = ("Ingress", "Retriever", "Reranker", "Generator", "Extractor", "Recommender", "Embedder")
 
 
 class HTTPConfig(StrictModel):
@@ -326,7 +405,8 @@ class AuthConfig(StrictModel):
     api_keys_env: Optional[str] = None  # name of an environment variable holding comma-separated keys
     api_keys_file: Optional[Path] = None  # one key per line, or sha256:<hex> of a key
     rate_limit_per_minute: Optional[int] = Field(default=None, ge=1)
-    open_paths: list[str] = Field(default_factory=lambda: ["/healthz", "/readyz"])
+    #: reachable without a key: the probes, the web page (its API calls carry the key) and the OpenAPI spec
+    open_paths: list[str] = Field(default_factory=lambda: ["/", "/healthz", "/readyz", "/openapi.json", "/docs"])
 
 
 class ExtractorConfig(StrictModel):
@@ -373,8 +453,15 @@ class AppConfig(StrictModel):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     http: HTTPConfig = Field(default_factory=HTTPConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    embeddings: EmbeddingsConfig = Field(default_factory=EmbeddingsConfig)
+    rerank: RerankConfig = Field(default_factory=RerankConfig)
+    timeouts: TimeoutsConfig = Field(default_factory=TimeoutsConfig)
     num_cpus_per_replica: float = Field(default=0.25, gt=0)
     max_ongoing_requests: int = Field(default=64, ge=1)
+    #: replicas, autoscaling and CPUs per deployment, by deployment name (see ``DEPLOYMENTS``)
+    deployments: dict[Literal[DEPLOYMENTS], DeploymentOptions] = {}  # type: ignore[valid-type]
+    #: Serve's log encoding for every replica: JSON lines carry the request id (``X-Request-ID``)
+    log_encoding: Literal["TEXT", "JSON"] = "JSON"
 
 
 class DemoConfig(StrictModel):

@@ -27,6 +27,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+METRICS_PORT = free_port()
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     import ray
@@ -38,6 +41,7 @@ def ray_session():
         address="local",
         num_cpus=2,
         include_dashboard=False,
+        _metrics_export_port=METRICS_PORT,
         runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
                                   "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), str(REPO)])}},
     )
@@ -49,6 +53,13 @@ def ray_session():
         serve.shutdown()
     finally:
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def metrics_url(ray_session) -> str:
+    """Prometheus endpoint of the test cluster's metrics agent (Ray exports every ``ray.util.metrics``
+    series there, Serve's and rayapp's)."""
+    return f"http://127.0.0.1:{METRICS_PORT}/metrics"
 
 
 @pytest.fixture(scope="session")

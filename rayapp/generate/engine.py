@@ -97,10 +97,11 @@ class HFBackend:
         self.model_id = cfg.served_name or cfg.model
         self._lock = threading.Lock()  # one generate at a time per replica
 
-    def prompt_ids(self, messages: list[ChatMessage]) -> list[int]:
+    def prompt_ids(self, messages: list[ChatMessage], prefix: str = "") -> list[int]:
+        """Token ids of the chat prompt; ``prefix`` opens the assistant's turn (part of the answer)."""
         text = self.tok.apply_chat_template([m.model_dump() for m in messages], add_generation_prompt=True,
                                             tokenize=False)
-        return self.tok(text, add_special_tokens=False)["input_ids"]
+        return self.tok(text + prefix, add_special_tokens=False)["input_ids"]
 
     def _gen_kwargs(self, s: Sampling) -> dict[str, Any]:
         kw: dict[str, Any] = {"do_sample": s.temperature > 0, "repetition_penalty": self.cfg.repetition_penalty,
@@ -143,13 +144,14 @@ class HFBackend:
                 out[i] = Completion(text, reason, len(prompts[r]), len(new))
         return out  # type: ignore[return-value]
 
-    def stream(self, messages: list[ChatMessage], s: Sampling) -> Iterator[dict[str, Any]]:
+    def stream(self, messages: list[ChatMessage], s: Sampling, prefix: str = "") -> Iterator[dict[str, Any]]:
         """``{"delta": text}`` chunks as tokens are decoded, then ``{"finish_reason", "usage"}``.
-        Text that might be the start of a stop string is held back until it is decided."""
+        Text that might be the start of a stop string is held back until it is decided. ``prefix``
+        opens the assistant's turn; it is not yielded (the caller has it)."""
         import torch
         from transformers import TextIteratorStreamer
 
-        ids = self.prompt_ids(messages)
+        ids = self.prompt_ids(messages, prefix)
         streamer = TextIteratorStreamer(self.tok, skip_prompt=True, skip_special_tokens=True)
         counter = _TokenCounter(len(ids))
         x = torch.tensor([ids], device=self.model.device)
@@ -233,7 +235,9 @@ class VLLMBackend:
         return [Completion(o.outputs[0].text, "length" if o.outputs[0].finish_reason == "length" else "stop",
                            len(o.prompt_token_ids), len(o.outputs[0].token_ids)) for o in outs]
 
-    def stream(self, messages: list[ChatMessage], s: Sampling) -> Iterator[dict[str, Any]]:
+    def stream(self, messages: list[ChatMessage], s: Sampling, prefix: str = "") -> Iterator[dict[str, Any]]:
+        if prefix:
+            raise ValueError("vllm backend: an answer prefix is not supported; set generator.answer_prefix: ''")
         c = self.complete([(messages, s)])[0]
         yield {"delta": c.text}
         yield {"finish_reason": c.finish_reason, "usage": {"prompt_tokens": c.prompt_tokens,

@@ -1,9 +1,11 @@
 """Serve stage: one application, stages composed by handles.
 
-``Ingress.bind(Retriever.bind(...), Generator.bind(...), ...)``: each stage is its own deployment with
-its own replicas and CPU share. With ``retriever.kind: funnel`` the retriever is
-``FunnelRetriever.bind(index, cfg, PostRanker.bind(reranker))``: cluster BM25 and the document
-pre-ranker in one deployment, the cross-encoder post-ranker in another. :func:`build_app` makes the application from an
+``Ingress.bind(cfg, Retriever.bind(...), Generator.bind(...), ...)``: each stage is its own deployment
+with its own replicas (or autoscaling) and CPU share (``AppConfig.deployments``). With
+``retriever.kind: funnel`` the retriever is ``FunnelRetriever.bind(index, cfg, Reranker.bind(...))``:
+cluster BM25 and the document pre-ranker in one deployment, the cross-encoder post-ranker in
+another, which also answers ``/v1/rerank``. ``Embedder`` answers ``/v1/embeddings`` with the index's
+embedder unless another is configured. :func:`build_app` makes the application from an
 :class:`~rayapp.config.AppConfig`; :func:`app_builder` is the same for ``serve run`` /
 ``serve build`` (``serve run rayapp.serve:app_builder index_path=... config=configs/serve.yaml``).
 """
@@ -17,8 +19,9 @@ from typing import Any
 import httpx
 from ray import serve
 
-from rayapp.config import AppConfig, load_config
-from rayapp.serve._deployments import (Extractor, FunnelRetriever, Generator, Ingress, PostRanker, Recommender,
+from rayapp._internal.artifacts import read_manifest
+from rayapp.config import AppConfig, DeploymentOptions, load_config
+from rayapp.serve._deployments import (Embedder, Extractor, FunnelRetriever, Generator, Ingress, Recommender, Reranker,
                                       Retriever)
 
 __all__ = ["build_app", "app_builder", "start_app", "APP_NAME"]
@@ -26,25 +29,58 @@ __all__ = ["build_app", "app_builder", "start_app", "APP_NAME"]
 APP_NAME = "rayapp"
 
 
+def _options(cfg: AppConfig, name: str) -> dict[str, Any]:
+    """Serve options of deployment ``name``: the app-wide CPUs and concurrency, overridden by
+    ``cfg.deployments[name]`` (replicas or autoscaling); Serve's logs in ``cfg.log_encoding``."""
+    d = cfg.deployments.get(name) or DeploymentOptions()
+    opts: dict[str, Any] = {
+        "name": name,
+        "ray_actor_options": {"num_cpus": d.num_cpus or cfg.num_cpus_per_replica},
+        "max_ongoing_requests": d.max_ongoing_requests or cfg.max_ongoing_requests,
+        "logging_config": {"encoding": cfg.log_encoding},
+    }
+    if d.autoscaling is not None:
+        opts["autoscaling_config"] = d.autoscaling.model_dump()
+    elif d.num_replicas is not None:
+        opts["num_replicas"] = d.num_replicas
+    return opts
+
+
 def build_app(cfg: AppConfig, index_path: str | Path) -> serve.Application:
-    opts = {"ray_actor_options": {"num_cpus": cfg.num_cpus_per_replica},
-            "max_ongoing_requests": cfg.max_ongoing_requests}
-    if cfg.retriever.kind == "funnel":
-        f = cfg.retriever.funnel
-        post = (serve.deployment(PostRanker).options(name="PostRanker", **opts).bind(
-            f.reranker, f.reranker_max_length, f.rerank_batch_size) if f.post_ranker == "cross" else None)
-        retriever = serve.deployment(FunnelRetriever).options(name="Retriever", **opts).bind(
+    """The application: Ingress bound to the handles of every configured stage."""
+    manifest = read_manifest(Path(index_path))
+    if manifest is None:
+        raise FileNotFoundError(f"no finished index at {index_path} (manifest.json missing)")
+    reranker, reranker_name = None, None
+    funnel = cfg.retriever.funnel if cfg.retriever.kind == "funnel" else None
+    if cfg.rerank.model is not None or (funnel is not None and funnel.post_ranker == "cross"):
+        path = cfg.rerank.model or funnel.reranker
+        max_length = cfg.rerank.max_length if cfg.rerank.model else funnel.reranker_max_length
+        pair_batch = funnel.rerank_batch_size if funnel is not None else 32
+        reranker = serve.deployment(Reranker).options(**_options(cfg, "Reranker")).bind(
+            path, max_length, pair_batch, cfg.rerank.max_batch_size, cfg.rerank.batch_wait_timeout_s)
+        reranker_name = cfg.rerank.served_name or Path(str(path)).name
+    if funnel is not None:
+        post = reranker if funnel.post_ranker == "cross" else None
+        retriever = serve.deployment(FunnelRetriever).options(**_options(cfg, "Retriever")).bind(
             str(index_path), cfg.retriever, post)
     else:
-        retriever = serve.deployment(Retriever).options(name="Retriever", **opts).bind(str(index_path), cfg.retriever)
-    generator = serve.deployment(Generator).options(name="Generator", **opts).bind(cfg.generator)
-    extractor = (serve.deployment(Extractor).options(name="Extractor", **opts).bind(cfg.extractor)
+        retriever = serve.deployment(Retriever).options(**_options(cfg, "Retriever")).bind(str(index_path), cfg.retriever)
+    generator = serve.deployment(Generator).options(**_options(cfg, "Generator")).bind(cfg.generator)
+    extractor = (serve.deployment(Extractor).options(**_options(cfg, "Extractor")).bind(cfg.extractor)
                  if cfg.extractor.method != "none" else None)
-    recommender = (serve.deployment(Recommender).options(name="Recommender", **opts).bind(cfg.recommender)
+    recommender = (serve.deployment(Recommender).options(**_options(cfg, "Recommender")).bind(cfg.recommender)
                    if cfg.recommender.model_dir is not None else None)
-    return Ingress.options(name="Ingress", **opts).bind(retriever, generator, cfg.limits, cfg.retriever.top_k,
-                                                         cfg.generator, extractor, recommender, cfg.recommender,
-                                                         cfg.auth)
+    embedder, embedder_name = None, None
+    if cfg.embeddings.enabled:
+        e = cfg.embeddings
+        model = e.model or manifest["embedder"]["path"]
+        max_seq = e.max_seq_length if e.model else manifest["embedder"]["max_seq_length"]
+        embedder = serve.deployment(Embedder).options(**_options(cfg, "Embedder")).bind(
+            model, max_seq, e.max_batch_size, e.batch_wait_timeout_s)
+        embedder_name = e.served_name or (e.model if e.model else manifest["embedder"].get("model")) or Path(model).name
+    return Ingress.options(**_options(cfg, "Ingress")).bind(cfg, retriever, generator, extractor, recommender,
+                                                              embedder, reranker, embedder_name, reranker_name)
 
 
 def app_builder(args: dict[str, Any]) -> serve.Application:

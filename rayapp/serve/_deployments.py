@@ -14,17 +14,19 @@ from typing import Any, Literal, Optional, Union
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from rayapp.config import AuthConfig, Demo, ExtractorConfig, GeneratorConfig, LimitsConfig, RecommenderConfig, RetrieverConfig
+from rayapp.config import AppConfig, Demo, ExtractorConfig, GeneratorConfig, LimitsConfig, RecommenderConfig, RetrieverConfig
+from rayapp.serve import _state
 from rayapp.serve._auth import Guard, guard_dispatch
 from rayapp.types import Hit
 
-log = logging.getLogger("rayapp.serve")
+# a child of Serve's logger: its records carry the request id, route and replica (JSON encoding)
+log = logging.getLogger("ray.serve.rayapp")
 
 
 class _Ready:
@@ -50,22 +52,74 @@ class Retriever(_Ready):
 
     def retrieve(self, question: str, top_k: int) -> dict[str, Any]:
         hits, timings = self.retriever.retrieve(question, top_k)
+        log.info("retrieve top_k=%d -> %d hits in %.1f ms", top_k, len(hits), 1e3 * sum(t.seconds for t in timings))
         return {"hits": [h.to_dict() for h in hits], "timings": [t.to_dict() for t in timings]}
 
     def info(self) -> dict[str, Any]:
         return {"passages": self.n_passages}
 
 
-class PostRanker:
-    """The funnel's highest-capacity stage: a cross-encoder scoring (question, passage) pairs."""
+class Reranker(_Ready):
+    """A cross-encoder scoring (question, passage) pairs: the funnel's post-ranker and ``/v1/rerank``.
+    Calls arriving within the batch wait share forward passes (``@serve.batch``): their pairs are
+    scored together, length-sorted, ``pair_batch`` at a time."""
 
-    def __init__(self, reranker: str, max_length: int, batch_size: int):
+    def __init__(self, reranker: str, max_length: int, pair_batch: int = 32, max_batch_size: int = 8,
+                 batch_wait_timeout_s: float = 0.01):
         from rayapp.rerank import CrossEncoder
 
-        self.cross, self.batch_size = CrossEncoder.from_pretrained(reranker, max_length), batch_size
+        self.cross, self.pair_batch = CrossEncoder.from_pretrained(reranker, max_length), pair_batch
+        self.score.set_max_batch_size(max_batch_size)
+        self.score.set_batch_wait_timeout_s(batch_wait_timeout_s)
 
-    def score(self, question: str, texts: list[str]) -> list[float]:
-        return self.cross.score(question, texts, self.batch_size).tolist() if texts else []
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
+    async def score(self, questions: list[str], texts: list[list[str]]) -> list[list[float]]:
+        import asyncio
+
+        qs = [q for q, ts in zip(questions, texts) for _ in ts]
+        flat = [t for ts in texts for t in ts]
+        scores = (await asyncio.to_thread(self.cross.score_pairs, qs, flat, self.pair_batch)).tolist() if flat else []
+        log.info("rerank %d pairs from %d requests", len(flat), len(texts))
+        out, i = [], 0
+        for ts in texts:
+            out.append(scores[i: i + len(ts)])
+            i += len(ts)
+        return out
+
+
+class Embedder(_Ready):
+    """``/v1/embeddings``: a sentence-transformers model; calls arriving within the batch wait are
+    encoded in one pass (``@serve.batch``). Vectors are L2-normalised, after Matryoshka truncation
+    when ``dimensions`` is asked for."""
+
+    def __init__(self, model: str, max_seq_length: int, max_batch_size: int = 32, batch_wait_timeout_s: float = 0.01):
+        from rayapp.models import load_sentence_transformer
+
+        self.model = load_sentence_transformer(model, max_seq_length)
+        self.dim = int(self.model.get_sentence_embedding_dimension())
+        self.embed.set_max_batch_size(max_batch_size)
+        self.embed.set_batch_wait_timeout_s(batch_wait_timeout_s)
+
+    def info(self) -> dict[str, Any]:
+        return {"dimensions": self.dim}
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)
+    async def embed(self, texts: list[list[str]], dims: list[Optional[int]]) -> list[dict[str, Any]]:
+        import asyncio
+
+        import numpy as np
+
+        flat = [t for ts in texts for t in ts]
+        vecs = await asyncio.to_thread(self.model.encode, flat, batch_size=32, convert_to_numpy=True)
+        ids = self.model.tokenizer(flat, truncation=True, max_length=self.model.max_seq_length)["input_ids"]
+        log.info("embed %d texts from %d requests", len(flat), len(texts))
+        out, i = [], 0
+        for ts, d in zip(texts, dims):
+            v = vecs[i: i + len(ts), : d or self.dim]
+            v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+            out.append({"vectors": v.astype(np.float32), "tokens": sum(len(x) for x in ids[i: i + len(ts)])})
+            i += len(ts)
+        return out
 
 
 class FunnelRetriever(_Ready):
@@ -99,6 +153,8 @@ class FunnelRetriever(_Ready):
             rows, kept = top_rows(cand, scores, top_k)
             t.rows.append(StageTiming("passages_cross", round(time.perf_counter() - t0, 6), len(cand), len(rows)))
             hits, timings = passage_hits(self.funnel.index, rows, kept, "funnel"), t.rows
+        log.info("funnel retrieve top_k=%d -> %d hits in %.1f ms", top_k, len(hits),
+                 1e3 * sum(t.seconds for t in timings))
         return {"hits": [h.to_dict() for h in hits], "timings": [t.to_dict() for t in timings]}
 
     def info(self) -> dict[str, Any]:
@@ -121,6 +177,8 @@ class Extractor(_Ready):
 
         t0 = time.perf_counter()
         ev = self.fn(question, [h.get("text") or "" for h in hits])
+        log.info("extract %s: %d passages -> %d evidence sentences in %.1f ms", self.cfg.method, len(hits),
+                 len(ev.evidence), 1e3 * (time.perf_counter() - t0))
         return {"method": self.cfg.method, "evidence": ev.evidence, "rationale": ev.rationale,
                 "compression": ev.compression if math.isfinite(ev.compression) else None,
                 "hits": evidence_hits(hits, ev.evidence), "seconds": round(time.perf_counter() - t0, 6)}
@@ -138,6 +196,7 @@ class Recommender(_Ready):
     def recommend(self, items: Optional[list[str]], user: Optional[str], k: int) -> dict[str, Any]:
         from rayapp.recommend.service import RecommendRequestError
 
+        log.info("recommend k=%d user=%s items=%d", k, user is not None, len(items or []))
         try:
             return self.svc.recommend(items=items, user=user, k=k)
         except RecommendRequestError as e:
@@ -173,15 +232,40 @@ class Generator(_Ready):
 
     def generate(self, question: str, hits: list[dict[str, Any]], max_new_tokens: Optional[int]) -> dict[str, Any]:
         if self.rag is not None:
-            return self.rag.generate(question, [Hit(**h) for h in hits], max_new_tokens)
-        from rayapp.generate import Sampling, build_messages, parse_citations
+            out = self.rag.generate(question, [Hit(**h) for h in hits], max_new_tokens)
+        else:
+            from rayapp.generate import Sampling, build_messages, parse_citations
 
-        t0 = time.perf_counter()
+            t0 = time.perf_counter()
+            messages, used = build_messages(question, [Hit(**h) for h in hits], self.cfg)
+            c = self.engine.complete([(messages, Sampling(max_tokens=max_new_tokens or self.cfg.max_new_tokens))])[0]
+            out = {"text": c.text, "citations": parse_citations(c.text, used), "context_ids": [h.id for h in used],
+                   "n_prompt_tokens": c.prompt_tokens, "n_new_tokens": c.completion_tokens,
+                   "seconds": round(time.perf_counter() - t0, 6)}
+        log.info("generate %d prompt + %d new tokens in %.1f ms", out["n_prompt_tokens"], out["n_new_tokens"],
+                 1e3 * out["seconds"])
+        return out
+
+    def generate_stream(self, question: str, hits: list[dict[str, Any]], max_new_tokens: Optional[int]):
+        """The RAG answer token by token: ``{"context_ids"}``, then ``{"delta"}`` chunks (the answer
+        prefix first), then ``{"finish_reason", "usage", "citations"}``. The first-citation constraint
+        of :meth:`generate` is not applied while streaming."""
+        from rayapp.generate import ChatMessage, Sampling, build_messages, parse_citations
+
         messages, used = build_messages(question, [Hit(**h) for h in hits], self.cfg)
-        c = self.engine.complete([(messages, Sampling(max_tokens=max_new_tokens or self.cfg.max_new_tokens))])[0]
-        return {"text": c.text, "citations": parse_citations(c.text, used), "context_ids": [h.id for h in used],
-                "n_prompt_tokens": c.prompt_tokens, "n_new_tokens": c.completion_tokens,
-                "seconds": round(time.perf_counter() - t0, 6)}
+        yield {"context_ids": [h.id for h in used]}
+        prefix = self.cfg.answer_prefix if self.is_hf else ""
+        text = prefix
+        if prefix:
+            yield {"delta": prefix}
+        sampling = Sampling(max_tokens=max_new_tokens or self.cfg.max_new_tokens)
+        for piece in self.engine.stream([ChatMessage(**m) for m in messages], sampling, prefix=prefix):
+            if "delta" in piece:
+                text += piece["delta"]
+                yield piece
+            else:
+                log.info("generate (stream) %d new tokens", piece["usage"]["completion_tokens"])
+                yield {**piece, "citations": parse_citations(text, used)}
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.05)
     async def chat(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -257,6 +341,46 @@ class RetrieveRequest(_Request):
 
 class QueryRequest(RetrieveRequest):
     max_new_tokens: Optional[int] = Field(default=None, ge=1)
+    #: server-sent events: ``retrieval``, ``evidence``, ``token`` (many), then ``done``
+    stream: bool = False
+
+
+class EmbeddingsRequest(_Request):
+    """OpenAI's embeddings request."""
+
+    model: StrictStr
+    input: Union[StrictStr, list[StrictStr]]
+    encoding_format: Literal["float", "base64"] = "float"
+    #: Matryoshka: keep the first ``dimensions`` components, then re-normalise
+    dimensions: Optional[int] = Field(default=None, ge=1)
+    user: Optional[StrictStr] = None
+
+
+class _Text(_Request):
+    text: StrictStr
+
+
+class RerankRequest(_Request):
+    """The rerank request of the common rerank APIs (Cohere, Jina, Voyage)."""
+
+    model: Optional[StrictStr] = None
+    query: StrictStr = Field(min_length=1)
+    documents: list[Union[StrictStr, _Text]] = Field(min_length=1)
+    top_n: Optional[int] = Field(default=None, ge=1)
+    return_documents: bool = False
+
+
+class _Passage(_Request):
+    id: Optional[StrictStr] = None
+    text: StrictStr
+    title: Optional[StrictStr] = None
+
+
+class ExtractRequest(_Request):
+    """Evidence extraction on its own: a question and passages (strings, or ``{id, text}``)."""
+
+    question: StrictStr = Field(min_length=1)
+    passages: list[Union[StrictStr, _Passage]] = Field(min_length=1)
 
 
 class RecommendRequest(_Request):
@@ -293,7 +417,7 @@ class ChatCompletionRequest(_Request):
     max_completion_tokens: Optional[int] = Field(default=None, ge=1)
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    seed: Optional[int] = None
+    seed: Optional[int] = Field(default=None, ge=0, le=2**32 - 1)
     stop: Optional[Union[StrictStr, list[StrictStr]]] = None
     n: int = Field(default=1, ge=1, le=1)
     stream: bool = False
@@ -310,8 +434,67 @@ def _error(status: int, type_: str, message: str, field: Optional[str] = None) -
 
 
 api = FastAPI(title="rayapp", version="0.1.0", description="Retrieval-augmented generation on Ray Serve.")
-_GUARD: dict[str, Any] = {"guard": None}  # this replica's API-key guard, set by Ingress.__init__
-api.middleware("http")(guard_dispatch(lambda: _GUARD["guard"]))
+api.middleware("http")(guard_dispatch(lambda: _state.STATE["guard"]))
+
+
+@api.middleware("http")
+async def _body_limit(request: Request, call_next):
+    """413 for a body over ``limits.max_body_bytes`` (by its Content-Length), before it is parsed."""
+    bound, length = _state.STATE["max_body_bytes"], request.headers.get("content-length")
+    if bound is not None and length is not None:
+        if not length.isdigit():
+            return _error(400, "invalid_request", "Content-Length: not a number")
+        if int(length) > bound:
+            return _error(413, "body_too_large", f"body: at most {bound} bytes (got {length})")
+    return await call_next(request)
+
+
+@api.middleware("http")
+async def _observe(request: Request, call_next):
+    """Outermost: counts every request by route and status and times it (401/413/429 included)."""
+    t0 = time.perf_counter()
+    response = await call_next(request)
+    metrics = _state.STATE["metrics"]
+    if metrics is not None:  # label by route template, never by raw path (bounded cardinality)
+        route = getattr(request.scope.get("route"), "path", None)
+        if route is None:
+            path = request.url.path
+            route = path if path in {getattr(r, "path", None) for r in request.app.routes} else "other"
+        metrics.request(route, response.status_code, time.perf_counter() - t0)
+    return response
+
+
+class _Metrics:
+    """Prometheus metrics through Ray's metrics agent (``ray.serve.metrics``: each series also
+    carries the application, deployment and replica): requests by route and status, request
+    latency by route, per-stage latency and candidate counts, stage failures by kind."""
+
+    _SECONDS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120]
+    _COUNTS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096]
+
+    def __init__(self):
+        from ray.serve.metrics import Counter, Histogram
+
+        self.requests = Counter("rayapp_requests_total", description="HTTP requests by route and status.",
+                                tag_keys=("route", "status"))
+        self.latency = Histogram("rayapp_request_seconds", description="HTTP request latency by route.",
+                                 boundaries=self._SECONDS, tag_keys=("route",))
+        self.stage = Histogram("rayapp_stage_seconds", description="Time in each stage of a request.",
+                               boundaries=self._SECONDS, tag_keys=("stage",))
+        self.candidates = Histogram("rayapp_stage_candidates", description="Candidates each stage returns.",
+                                    boundaries=self._COUNTS, tag_keys=("stage",))
+        self.failures = Counter("rayapp_stage_failures_total", description="Stage calls that failed or timed out.",
+                                tag_keys=("stage", "kind"))
+
+    def request(self, route: str, status: int, seconds: float) -> None:
+        self.requests.inc(tags={"route": route, "status": str(status)})
+        self.latency.observe(seconds, tags={"route": route})
+
+    def timings(self, rows: list[dict[str, Any]]) -> None:
+        for r in rows:
+            self.stage.observe(r["seconds"], tags={"stage": r["stage"]})
+            if r.get("n_out"):
+                self.candidates.observe(r["n_out"], tags={"stage": r["stage"]})
 
 
 @api.exception_handler(RequestValidationError)
@@ -345,21 +528,48 @@ def _limit(field: str, value: Optional[int], bound: int, unit: str = "") -> None
                                   "message": f"{field}: at most {bound}{unit} (got {value})"})
 
 
+def _text_limits(field: str, texts: list[str], limits: LimitsConfig) -> None:
+    _limit(field, len(texts), limits.max_batch, " items")
+    for i, t in enumerate(texts):
+        if not t.strip():
+            raise HTTPException(422, {"type": "invalid_request", "field": f"{field}.{i}",
+                                      "message": f"{field}.{i}: must not be blank"})
+        _limit(f"{field}.{i}", len(t), limits.max_text_chars, " characters")
+
+
+def _not_configured(what: str, how: str) -> HTTPException:
+    return HTTPException(404, {"type": "not_configured", "message": f"no {what} in this app ({how})"})
+
+
+async def _await(response) -> Any:
+    return await response
+
+
 @serve.deployment
 @serve.ingress(api)
 class Ingress:
-    """HTTP face of the app: ``/healthz``, ``/v1/retrieve``, ``/v1/query``, and the OpenAI-compatible
-    ``/v1/models`` and ``/v1/chat/completions`` (SSE streaming with ``stream: true``)."""
+    """HTTP face of the app: the RAG API (``/v1/query``, SSE with ``stream: true``; ``/v1/retrieve``,
+    ``/v1/rerank``, ``/v1/embeddings``, ``/v1/extract``), the OpenAI-compatible ``/v1/models`` and
+    ``/v1/chat/completions``, ``/v1/recommend``, ``/healthz``, ``/readyz`` and the web page at ``/``.
+    Every stage call has a deadline (``timeouts``): past it the call is cancelled and the answer is
+    504 naming the stage."""
 
-    def __init__(self, retriever: DeploymentHandle, generator: DeploymentHandle, limits: LimitsConfig,
-                 default_top_k: int, generator_cfg: Optional[GeneratorConfig] = None,
+    def __init__(self, cfg: AppConfig, retriever: DeploymentHandle, generator: DeploymentHandle,
                  extractor: Optional[DeploymentHandle] = None, recommender: Optional[DeploymentHandle] = None,
-                 recommender_cfg: Optional[RecommenderConfig] = None, auth: Optional[AuthConfig] = None):
-        _GUARD["guard"] = Guard(auth) if auth is not None else None
+                 embedder: Optional[DeploymentHandle] = None, reranker: Optional[DeploymentHandle] = None,
+                 embedder_name: Optional[str] = None, reranker_name: Optional[str] = None):
+        _state.STATE["guard"] = Guard(cfg.auth)
+        _state.STATE["metrics"] = _Metrics()
+        _state.STATE["max_body_bytes"] = cfg.limits.max_body_bytes
+        self.metrics = _state.STATE["metrics"]
+        self.cfg = cfg
         self.retriever, self.generator, self.extractor = retriever, generator, extractor
-        self.recommender, self.rec_cfg = recommender, recommender_cfg or RecommenderConfig()
-        self.limits, self.default_top_k = limits, default_top_k
-        self.gen_cfg = generator_cfg or GeneratorConfig()
+        self.recommender, self.rec_cfg = recommender, cfg.recommender
+        self.embedder, self.reranker = embedder, reranker
+        self.embedder_name, self.reranker_name = embedder_name, reranker_name
+        self._embed_dim: Optional[int] = None
+        self.limits, self.default_top_k = cfg.limits, cfg.retriever.top_k
+        self.gen_cfg = cfg.generator
         self.model_id = self.gen_cfg.served_name or self.gen_cfg.model
         self.created = int(time.time())
 
@@ -371,38 +581,67 @@ class Ingress:
         _limit("top_k", req.top_k, self.limits.max_top_k)
         return req.top_k or self.default_top_k
 
+    def _timeout_error(self, stage: str) -> HTTPException:
+        self.metrics.failures.inc(tags={"stage": stage, "kind": "timeout"})
+        limit = getattr(self.cfg.timeouts, stage)
+        log.warning("stage %s timed out after %s s", stage, limit)
+        return HTTPException(504, {"type": "stage_timeout", "stage": stage,
+                                   "message": f"{stage} did not answer within {limit} s"})
+
     async def _call(self, stage: str, method, *args) -> Any:
+        """``method.remote(*args)`` within the stage's deadline; 504 past it, 503 if the stage fails."""
+        import asyncio
+
+        t0 = time.perf_counter()
+        response = method.remote(*args)
         try:
-            return await method.remote(*args)
+            out = await asyncio.wait_for(_await(response), timeout=getattr(self.cfg.timeouts, stage))
+        except asyncio.TimeoutError:
+            response.cancel()
+            raise self._timeout_error(stage) from None
         except Exception as e:  # a stage failed: say which, without its stack trace
             log.exception("stage %s failed", stage)
+            self.metrics.failures.inc(tags={"stage": stage, "kind": "failure"})
             raise HTTPException(503, {"type": "stage_unavailable", "stage": stage,
                                       "message": f"{stage} failed: {type(e).__name__}"}) from None
+        self.metrics.stage.observe(time.perf_counter() - t0, tags={"stage": f"call_{stage}"})
+        return out
+
+    @api.get("/", include_in_schema=False)
+    async def page(self) -> HTMLResponse:
+        from importlib.resources import files
+
+        return HTMLResponse(files("rayapp.serve").joinpath("static/index.html").read_text(encoding="utf-8"))
 
     @api.get("/healthz")
     async def healthz(self) -> dict[str, str]:
         return {"status": "ok"}
+
+    def _stages(self) -> dict[str, Optional[DeploymentHandle]]:
+        return {"retriever": self.retriever, "generator": self.generator, "extractor": self.extractor,
+                "recommender": self.recommender, "embedder": self.embedder, "reranker": self.reranker}
 
     @api.get("/readyz")
     async def readyz(self) -> JSONResponse:
         """200 when every configured stage answers ``ready()`` within 5 s; else 503 naming the stage."""
         import asyncio
 
-        stages = {"retriever": self.retriever, "generator": self.generator, "extractor": self.extractor,
-                  "recommender": self.recommender}
+        stages = {n: h for n, h in self._stages().items() if h is not None}
         for name, handle in stages.items():
-            if handle is None:
-                continue
             try:
-                await asyncio.wait_for(self._ask_ready(handle), timeout=5.0)
+                await asyncio.wait_for(_await(handle.ready.remote()), timeout=5.0)
             except Exception as e:  # not deployed yet, failed, or too slow
                 return JSONResponse(status_code=503, content={"status": "not_ready", "stage": name,
                                                               "reason": type(e).__name__})
-        return JSONResponse(content={"status": "ready", "stages": [n for n, h in stages.items() if h is not None]})
+        return JSONResponse(content={"status": "ready", "stages": list(stages)})
 
-    @staticmethod
-    async def _ask_ready(handle: DeploymentHandle) -> bool:
-        return await handle.ready.remote()
+    @api.get("/v1/info")
+    async def info(self) -> dict[str, Any]:
+        """What this app serves: the stages, the models and the request limits (the web page reads it)."""
+        return {"stages": [n for n, h in self._stages().items() if h is not None],
+                "generator": self.model_id, "embedder": self.embedder_name, "reranker": self.reranker_name,
+                "retriever": self.cfg.retriever.kind, "extractor": self.cfg.extractor.method,
+                "limits": self.limits.model_dump(), "auth": _state.STATE["guard"].enabled}
 
     @api.post("/v1/retrieve")
     async def retrieve(self, req: RetrieveRequest) -> dict[str, Any]:
@@ -411,12 +650,86 @@ class Ingress:
         out = await self._call("retriever", self.retriever.retrieve, req.question, top_k)
         out["timings"].append({"stage": "retrieve_total", "seconds": round(time.perf_counter() - t0, 6),
                                "n_in": 0, "n_out": len(out["hits"])})
+        self.metrics.timings(out["timings"])
         return out
+
+    # ------------------------------------------------------------------------ stage endpoints
+    @api.post("/v1/embeddings")
+    async def embeddings(self, req: EmbeddingsRequest) -> dict[str, Any]:
+        import base64
+
+        if self.embedder is None:
+            raise _not_configured("embedder", "set embeddings.enabled: true")
+        if req.model != self.embedder_name:
+            raise HTTPException(404, {"type": "model_not_found", "field": "model",
+                                      "message": f"model: {req.model!r} is not served here "
+                                                 f"(serving {self.embedder_name!r})"})
+        texts = [req.input] if isinstance(req.input, str) else req.input
+        if not texts:
+            raise HTTPException(422, {"type": "invalid_request", "field": "input", "message": "input: empty list"})
+        _text_limits("input", texts, self.limits)
+        if req.dimensions is not None:
+            if self._embed_dim is None:
+                self._embed_dim = (await self._call("embedder", self.embedder.info))["dimensions"]
+            _limit("dimensions", req.dimensions, self._embed_dim)
+        out = await self._call("embedder", self.embedder.embed, texts, req.dimensions)
+
+        def encode(v) -> Any:
+            return base64.b64encode(v.astype("<f4").tobytes()).decode() if req.encoding_format == "base64" else v.tolist()
+
+        return {"object": "list", "model": self.embedder_name,
+                "data": [{"object": "embedding", "index": i, "embedding": encode(v)} for i, v in enumerate(out["vectors"])],
+                "usage": {"prompt_tokens": out["tokens"], "total_tokens": out["tokens"]}}
+
+    @api.post("/v1/rerank")
+    async def rerank(self, req: RerankRequest) -> dict[str, Any]:
+        import math
+
+        if self.reranker is None:
+            raise _not_configured("reranker", "set rerank.model, or use a funnel retriever with post_ranker: cross")
+        if req.model is not None and req.model != self.reranker_name:
+            raise HTTPException(404, {"type": "model_not_found", "field": "model",
+                                      "message": f"model: {req.model!r} is not served here "
+                                                 f"(serving {self.reranker_name!r})"})
+        if not req.query.strip():
+            raise HTTPException(422, {"type": "invalid_request", "field": "query", "message": "query: must not be blank"})
+        _limit("query", len(req.query), self.limits.max_question_chars, " characters")
+        docs = [d if isinstance(d, str) else d.text for d in req.documents]
+        _text_limits("documents", docs, self.limits)
+        t0 = time.perf_counter()
+        scores = await self._call("reranker", self.reranker.score, req.query, docs)
+        order = sorted(range(len(docs)), key=lambda i: -scores[i])[: req.top_n or len(docs)]
+        results = []
+        for i in order:
+            r: dict[str, Any] = {"index": i, "relevance_score": 1.0 / (1.0 + math.exp(-scores[i])), "logit": scores[i]}
+            if req.return_documents:
+                r["document"] = {"text": docs[i]}
+            results.append(r)
+        seconds = round(time.perf_counter() - t0, 6)
+        self.metrics.timings([{"stage": "rerank", "seconds": seconds, "n_out": len(results)}])
+        return {"id": f"rerank-{uuid.uuid4().hex[:24]}", "model": self.reranker_name, "results": results,
+                "seconds": seconds}
+
+    @api.post("/v1/extract")
+    async def extract(self, req: ExtractRequest) -> dict[str, Any]:
+        if self.extractor is None:
+            raise _not_configured("extractor", "set extractor.method")
+        if not req.question.strip():
+            raise HTTPException(422, {"type": "invalid_request", "field": "question",
+                                      "message": "question: must not be blank"})
+        _limit("question", len(req.question), self.limits.max_question_chars, " characters")
+        hits = [{"id": str(i), "text": p, "score": 0.0} if isinstance(p, str) else
+                {"id": p.id if p.id is not None else str(i), "text": p.text, "title": p.title, "score": 0.0}
+                for i, p in enumerate(req.passages)]
+        _text_limits("passages", [h["text"] for h in hits], self.limits)
+        out = await self._call("extractor", self.extractor.extract, req.question, hits)
+        used = out.pop("hits")
+        self.metrics.timings([{"stage": "extract", "seconds": out["seconds"], "n_out": len(used)}])
+        return {**out, "passages": [{"id": h["id"], "evidence": h["text"]} for h in used]}
 
     def _recommender_or_404(self) -> DeploymentHandle:
         if self.recommender is None:
-            raise HTTPException(404, {"type": "not_configured",
-                                      "message": "no recommender in this app (set recommender.model_dir)"})
+            raise _not_configured("recommender", "set recommender.model_dir")
         return self.recommender
 
     @staticmethod
@@ -429,6 +742,7 @@ class Ingress:
     async def recommend(self, req: RecommendRequest) -> dict[str, Any]:
         rec = self._recommender_or_404()
         _limit("top_k", req.top_k, self.rec_cfg.max_top_k)
+        _limit("items", len(req.items or []), self.limits.max_batch * 16, " items")
         t0 = time.perf_counter()
         out = self._rec_result(await self._call("recommender", rec.recommend, req.items, req.user, req.top_k))
         return {**out, "seconds": round(time.perf_counter() - t0, 6)}
@@ -436,33 +750,42 @@ class Ingress:
     @api.post("/v1/recommend/interactions")
     async def interactions(self, req: InteractionsRequest) -> dict[str, Any]:
         rec = self._recommender_or_404()
+        _limit("items", len(req.items), self.limits.max_batch * 16, " items")
         return self._rec_result(await self._call("recommender", rec.append, req.user, req.items))
 
-    @api.post("/v1/query")
-    async def query(self, req: QueryRequest) -> dict[str, Any]:
-        top_k = self._check(req)
-        _limit("max_new_tokens", req.max_new_tokens, self.limits.max_new_tokens)
+    # ------------------------------------------------------------------------ the RAG query
+    async def _retrieve_and_extract(self, req: QueryRequest, top_k: int) -> tuple[dict, list, dict, list]:
         t0 = time.perf_counter()
         ret = await self._call("retriever", self.retriever.retrieve, req.question, top_k)
-        t1 = time.perf_counter()
-        context, extra, stages = ret["hits"], {}, []
+        stages = [{"stage": "retrieve_total", "seconds": round(time.perf_counter() - t0, 6), "n_in": 0,
+                   "n_out": len(ret["hits"])}]
+        context, extra = ret["hits"], {}
         if self.extractor is not None:
             ext = await self._call("extractor", self.extractor.extract, req.question, ret["hits"])
             context = ext.pop("hits")
             extra["evidence"] = ext
             stages.append({"stage": "extract", "seconds": ext["seconds"], "n_in": len(ret["hits"]),
                            "n_out": len(context)})
+        return ret, context, extra, stages
+
+    @api.post("/v1/query")
+    async def query(self, req: QueryRequest):
+        top_k = self._check(req)
+        _limit("max_new_tokens", req.max_new_tokens, self.limits.max_new_tokens)
+        if req.stream:
+            return StreamingResponse(self._query_events(req, top_k), media_type="text/event-stream")
+        t0 = time.perf_counter()
+        ret, context, extra, stages = await self._retrieve_and_extract(req, top_k)
         t_gen = time.perf_counter()
         gen = await self._call("generator", self.generator.generate, req.question, context, req.max_new_tokens)
         t2 = time.perf_counter()
         by_id = {h["id"]: h for h in ret["hits"]}
-        timings = ret["timings"] + [
-            {"stage": "retrieve_total", "seconds": round(t1 - t0, 6), "n_in": 0, "n_out": len(ret["hits"])},
-            *stages,
+        timings = ret["timings"] + stages + [
             {"stage": "generate", "seconds": round(t2 - t_gen, 6), "n_in": len(gen["context_ids"]),
              "n_out": gen["n_new_tokens"]},
             {"stage": "total", "seconds": round(t2 - t0, 6), "n_in": 0, "n_out": 0},
         ]
+        self.metrics.timings(timings)
         return {**extra,
             "question": req.question,
             "answer": gen["text"],
@@ -471,6 +794,62 @@ class Ingress:
             "context_ids": gen["context_ids"],
             "timings": timings,
         }
+
+    async def _query_events(self, req: QueryRequest, top_k: int):
+        """SSE: ``retrieval`` {passages, timings}, ``evidence`` (with an extractor), ``token``
+        {delta} per decoded piece, then ``done`` {answer, citations, context_ids, timings, usage}; a
+        failing or late stage ends the stream with ``error`` {type, stage, message}."""
+        import asyncio
+
+        def event(name: str, data: dict[str, Any]) -> str:
+            return f"event: {name}\ndata: {json.dumps(data)}\n\n"
+
+        t0 = time.perf_counter()
+        try:
+            ret, context, extra, stages = await self._retrieve_and_extract(req, top_k)
+        except HTTPException as e:
+            yield event("error", e.detail)
+            return
+        yield event("retrieval", {"passages": ret["hits"], "timings": ret["timings"] + stages})
+        if "evidence" in extra:
+            yield event("evidence", extra["evidence"])
+        t_gen = time.perf_counter()
+        deadline = t_gen + self.cfg.timeouts.generator
+        answer, end, ids = "", None, []
+        pieces = self.generator.options(stream=True).generate_stream.remote(req.question, context, req.max_new_tokens)
+        try:
+            while True:
+                try:
+                    piece = await asyncio.wait_for(pieces.__anext__(), timeout=max(deadline - time.perf_counter(), 1e-3))
+                except StopAsyncIteration:
+                    break
+                except asyncio.TimeoutError:
+                    pieces.cancel()
+                    yield event("error", self._timeout_error("generator").detail)
+                    return
+                if "context_ids" in piece:
+                    ids = piece["context_ids"]
+                elif "delta" in piece:
+                    answer += piece["delta"]
+                    yield event("token", {"delta": piece["delta"]})
+                else:
+                    end = piece
+        except Exception as e:  # the stream has started: report in-band
+            log.exception("generator stream failed")
+            self.metrics.failures.inc(tags={"stage": "generator", "kind": "failure"})
+            yield event("error", {"type": "stage_unavailable", "stage": "generator",
+                                  "message": f"generator failed: {type(e).__name__}"})
+            return
+        t2 = time.perf_counter()
+        by_id = {h["id"]: h for h in ret["hits"]}
+        timings = ret["timings"] + stages + [
+            {"stage": "generate", "seconds": round(t2 - t_gen, 6), "n_in": len(ids),
+             "n_out": end["usage"]["completion_tokens"]},
+            {"stage": "total", "seconds": round(t2 - t0, 6), "n_in": 0, "n_out": 0}]
+        self.metrics.timings(timings)
+        yield event("done", {"answer": answer.strip(), "citations": [by_id[c] for c in end["citations"]],
+                             "context_ids": ids, "timings": timings, "finish_reason": end["finish_reason"],
+                             "usage": end["usage"]})
 
     # ------------------------------------------------------------------------ OpenAI-compatible
     @api.get("/v1/models")

@@ -20,7 +20,8 @@ def app_url(ray_session, small_index, smollm2_dir, serve_port, tmp_path_factory)
         "retriever": {"top_k": 3},
         "extractor": {"method": "top_sentences", "k": 4},
         "recommender": {"model_dir": str(rec_dir), "max_history": 20, "max_top_k": 50},
-        "limits": {"max_question_chars": 500, "max_top_k": 10, "max_new_tokens": 64},
+        "limits": {"max_question_chars": 500, "max_top_k": 10, "max_new_tokens": 64, "max_batch": 8,
+                   "max_text_chars": 2000, "max_body_bytes": 200_000},
         "http": {"port": serve_port},
     })
     yield start_app(cfg, small_index.path)
@@ -43,7 +44,8 @@ def test_healthz(app_url):
 def test_readyz_names_every_configured_stage(app_url):
     r = httpx.get(f"{app_url}/readyz", timeout=60)
     assert r.status_code == 200
-    assert r.json() == {"status": "ready", "stages": ["retriever", "generator", "extractor", "recommender"]}
+    assert r.json() == {"status": "ready",
+                        "stages": ["retriever", "generator", "extractor", "recommender", "embedder"]}
 
 
 def test_retrieve(app_url):
@@ -215,3 +217,164 @@ def test_bad_chat_request_is_4xx_with_field(app_url, body, status, field, needle
     assert r.status_code == status, r.text
     err = r.json()["error"]
     assert err["field"] == field and needle in err["message"], err
+
+
+# ------------------------------------------------------------------------------ stage endpoints
+def test_embeddings_in_openai_shape_with_matryoshka_and_base64(app_url):
+    import base64
+
+    import numpy as np
+
+    model = httpx.get(f"{app_url}/v1/info").json()["embedder"]
+    texts = ["How do I parse JSON in Python?", "json.loads parses a JSON document into Python objects.",
+             "The tempfile module creates temporary files."]
+    r = post(app_url, "/v1/embeddings", {"model": model, "input": texts})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["object"] == "list" and body["model"] == model and body["usage"]["prompt_tokens"] > 10
+    v = np.array([d["embedding"] for d in body["data"]])
+    assert [d["index"] for d in body["data"]] == [0, 1, 2] and v.shape == (3, 384)
+    assert np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-4)
+    assert v[0] @ v[1] > v[0] @ v[2] + 0.1  # the question is nearer its answer than an unrelated passage
+    r = post(app_url, "/v1/embeddings", {"model": model, "input": texts[0], "dimensions": 64, "encoding_format": "base64"})
+    assert r.status_code == 200, r.text
+    small = np.frombuffer(base64.b64decode(r.json()["data"][0]["embedding"]), dtype="<f4")
+    cut = v[0, :64] / np.linalg.norm(v[0, :64])
+    assert small.shape == (64,) and np.allclose(small, cut, atol=1e-4)  # truncated, then re-normalised
+
+
+@pytest.mark.parametrize("body,status,field,needle", [
+    ({"model": "other", "input": "hi"}, 404, "model", "is not served here"),
+    ({"input": []}, 422, "input", "empty list"),
+    ({"input": ["a"] * 9}, 422, "input", "at most 8 items"),
+    ({"input": ["ok", "  "]}, 422, "input.1", "must not be blank"),
+    ({"input": "x" * 2001}, 422, "input.0", "at most 2000 characters"),
+    ({"input": "hi", "dimensions": 385}, 422, "dimensions", "at most 384"),
+    ({"input": "hi", "encoding_format": "int8"}, 422, "encoding_format", "'float' or 'base64'"),
+    ({"input": [1, 2]}, 422, "input", "valid string"),
+])
+def test_bad_embeddings_request_is_4xx_with_field(app_url, body, status, field, needle):
+    body = {"model": httpx.get(f"{app_url}/v1/info").json()["embedder"], **body}
+    r = post(app_url, "/v1/embeddings", body)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert err["field"].startswith(field) and needle in err["message"], err
+
+
+def test_extract_on_given_passages(app_url):
+    passages = [{"id": "a", "text": "The json module encodes Python objects. json.dumps returns a JSON string. "
+                                   "It accepts an indent argument."},
+                "The tempfile module creates temporary files and directories. It cleans them up."]
+    r = post(app_url, "/v1/extract", {"question": "Which function returns a JSON string?", "passages": passages})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["method"] == "top_sentences" and "json.dumps" in body["evidence"]
+    assert body["passages"][0]["id"] == "a" and {p["id"] for p in body["passages"]} <= {"a", "1"}
+    assert all(p["evidence"] for p in body["passages"]) and body["seconds"] >= 0
+
+
+@pytest.mark.parametrize("body,field,needle", [
+    ({"question": "q", "passages": []}, "passages", "at least 1 item"),
+    ({"question": " ", "passages": ["p"]}, "question", "must not be blank"),
+    ({"question": "q", "passages": ["p"] * 9}, "passages", "at most 8 items"),
+    ({"question": "q", "passages": [{"text": "p", "score": 1}]}, "passages", "unknown field"),
+])
+def test_bad_extract_request_is_422_with_field(app_url, body, field, needle):
+    r = post(app_url, "/v1/extract", body)
+    assert r.status_code == 422, r.text
+    err = r.json()["error"]
+    assert err["field"].startswith(field) and needle in err["message"], err
+
+
+def test_rerank_without_a_reranker_is_404(app_url):
+    r = post(app_url, "/v1/rerank", {"query": "q", "documents": ["a"]})
+    assert r.status_code == 404 and r.json()["error"]["type"] == "not_configured"
+
+
+def sse_events(response) -> list[tuple[str, dict]]:
+    import json
+
+    out, name = [], None
+    for line in response.iter_lines():
+        if line.startswith("event: "):
+            name = line[len("event: "):]
+        elif line.startswith("data: "):
+            out.append((name, json.loads(line[len("data: "):])))
+    return out
+
+
+def test_query_streams_retrieval_evidence_tokens_then_done(app_url):
+    with httpx.stream("POST", f"{app_url}/v1/query", timeout=300,
+                      json={"question": "How do I serialize a Python object to a JSON string?", "stream": True}) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        events = sse_events(r)
+    names = [n for n, _ in events]
+    assert names[:2] == ["retrieval", "evidence"] and names[-1] == "done" and names.count("token") > 3
+    done = events[-1][1]
+    assert "".join(d["delta"] for n, d in events if n == "token").strip() == done["answer"]
+    assert done["answer"].startswith("According to [")
+    passages = {p["id"] for p in events[0][1]["passages"]}
+    assert {c["id"] for c in done["citations"]} <= set(done["context_ids"]) <= passages
+    assert [t["stage"] for t in done["timings"]][-3:] == ["extract", "generate", "total"]
+    assert done["usage"]["completion_tokens"] > 0
+
+
+def test_body_over_the_limit_is_413(app_url):
+    r = post(app_url, "/v1/retrieve", None, content=b'{"question": "' + b"x" * 300_000 + b'"}',
+             headers={"content-type": "application/json"})
+    assert r.status_code == 413, r.text
+    assert "at most 200000 bytes" in r.json()["error"]["message"]
+
+
+def test_web_page_is_served(app_url):
+    r = httpx.get(f"{app_url}/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert 'id="question"' in r.text and "/v1/query" in r.text and "/v1/recommend" in r.text
+
+
+def test_request_id_is_echoed_and_logged_by_every_stage(app_url):
+    """Serve's proxy takes the client's X-Request-ID (or makes one) and carries it through every
+    handle call; each stage's JSON log lines name it."""
+    import json
+    import time
+    import uuid
+
+    import ray
+
+    rid = f"rid-{uuid.uuid4().hex[:12]}"
+    r = post(app_url, "/v1/query", {"question": "How do I parse JSON?"}, headers={"X-Request-ID": rid})
+    assert r.status_code == 200 and r.headers["x-request-id"] == rid
+    logs = ray._private.worker._global_node.get_logs_dir_path()
+    from pathlib import Path
+
+    want, seen = {"Ingress", "Retriever", "Extractor", "Generator"}, set()
+    deadline = time.monotonic() + 30
+    while seen != want and time.monotonic() < deadline:
+        for f in Path(logs, "serve").glob("replica_rayapp_*.log"):
+            for line in f.read_text(errors="replace").splitlines():
+                if rid in line and line.startswith("{"):
+                    rec = json.loads(line)
+                    if rec.get("request_id") == rid:
+                        seen.add(rec["deployment"].split("_")[-1] if "deployment" in rec else f.name.split("_")[2])
+        time.sleep(0.5)
+    assert seen == want
+
+
+def test_prometheus_metrics_through_rays_agent(app_url, metrics_url):
+    import time
+
+    assert post(app_url, "/v1/retrieve", {"question": "temporary directory", "top_k": 2}).status_code == 200
+    assert post(app_url, "/v1/retrieve", {"question": "x", "bogus": 1}).status_code == 422
+    deadline, text = time.monotonic() + 60, ""
+    while time.monotonic() < deadline:
+        text = httpx.get(metrics_url, timeout=10).text
+        if 'route="/v1/retrieve"' in text and 'status="422"' in text and "rayapp_stage_candidates" in text:
+            break
+        time.sleep(2)
+    lines = [ln for ln in text.splitlines() if ln.startswith("ray_rayapp_")]
+    assert any(ln.startswith("ray_rayapp_requests_total{") and 'route="/v1/retrieve"' in ln and 'status="200"' in ln
+               for ln in lines), lines[:20]
+    assert any('route="/v1/retrieve"' in ln and 'status="422"' in ln for ln in lines)
+    assert any(ln.startswith("ray_rayapp_stage_seconds_bucket{") and 'stage="bm25"' in ln for ln in lines)
+    assert any(ln.startswith("ray_rayapp_stage_candidates_bucket{") and 'stage="fuse"' in ln for ln in lines)
+    assert any(ln.startswith("ray_rayapp_request_seconds_count{") and 'deployment="Ingress"' in ln for ln in lines)

@@ -27,7 +27,7 @@ def secured_url(ray_session, small_index, smollm2_dir, serve_port, tmp_path_fact
 def test_keys_and_rate_limit_on_the_served_api(secured_url):
     body = {"question": "How do I parse JSON?", "top_k": 2}
     assert httpx.get(f"{secured_url}/healthz").status_code == 200
-    assert httpx.get(f"{secured_url}/readyz", timeout=60).json()["stages"] == ["retriever", "generator"]  # open
+    assert httpx.get(f"{secured_url}/readyz", timeout=60).json()["stages"] == ["retriever", "generator", "embedder"]  # open
     r = httpx.post(f"{secured_url}/v1/retrieve", json=body, timeout=120)
     assert r.status_code == 401 and r.json()["error"]["type"] == "unauthorized"
     ok = httpx.post(f"{secured_url}/v1/retrieve", json=body, headers={"Authorization": "Bearer key-one"}, timeout=120)

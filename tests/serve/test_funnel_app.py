@@ -1,4 +1,5 @@
-"""The funnel as Serve deployments: FunnelRetriever (cluster BM25 + pre-ranker) -> PostRanker."""
+"""The funnel as Serve deployments: FunnelRetriever (cluster BM25 + pre-ranker) -> Reranker, which also
+answers /v1/rerank."""
 
 import httpx
 import pytest
@@ -28,7 +29,7 @@ def test_funnel_retrieve_over_http(funnel_url):
 
     from rayapp.serve import APP_NAME
 
-    assert "PostRanker" in serve.status().applications[APP_NAME].deployments
+    assert "Reranker" in serve.status().applications[APP_NAME].deployments
     r = httpx.post(f"{funnel_url}/v1/retrieve", json={"question": "write rows to a CSV file", "top_k": 2}, timeout=300)
     assert r.status_code == 200, r.text
     body = r.json()
@@ -44,3 +45,38 @@ def test_funnel_feeds_the_rag_path(funnel_url):
     assert r.status_code == 200, r.text
     body = r.json()
     assert len(body["passages"]) == 3 and set(body["context_ids"]) <= {p["id"] for p in body["passages"]}
+
+
+def test_rerank_endpoint_scores_with_the_post_ranker(funnel_url, tiny_cross_dir):
+    import math
+
+    from rayapp.rerank import CrossEncoder
+
+    docs = ["csv.writer writes rows to a CSV file.", {"text": "json.dumps returns a JSON string."},
+            "tempfile makes temporary files."]
+    r = httpx.post(f"{funnel_url}/v1/rerank", timeout=300,
+                   json={"query": "write rows to a CSV file", "documents": docs, "top_n": 2, "return_documents": True})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    direct = CrossEncoder.from_pretrained(tiny_cross_dir, 64).score(
+        "write rows to a CSV file", [d if isinstance(d, str) else d["text"] for d in docs])
+    order = sorted(range(3), key=lambda i: -direct[i])[:2]
+    assert [x["index"] for x in body["results"]] == order  # the served scores are the model's, best first
+    for x in body["results"]:
+        assert math.isclose(x["logit"], float(direct[x["index"]]), abs_tol=1e-4)
+        assert math.isclose(x["relevance_score"], 1 / (1 + math.exp(-x["logit"])), rel_tol=1e-6)
+        assert x["document"]["text"]
+    assert body["model"] and body["id"].startswith("rerank-")
+
+
+@pytest.mark.parametrize("body,field,needle", [
+    ({"query": "q", "documents": []}, "documents", "at least 1 item"),
+    ({"query": "  ", "documents": ["a"]}, "query", "must not be blank"),
+    ({"query": "q", "documents": ["a"], "top_n": 0}, "top_n", "greater than or equal to 1"),
+    ({"query": "q", "documents": ["a"], "model": "nope"}, "model", "is not served here"),
+])
+def test_bad_rerank_request_is_4xx_with_field(funnel_url, body, field, needle):
+    r = httpx.post(f"{funnel_url}/v1/rerank", json=body, timeout=60)
+    assert 400 <= r.status_code < 500, r.text
+    err = r.json()["error"]
+    assert err["field"] == field and needle in err["message"], err
