@@ -10,6 +10,7 @@ from typing import Optional, Sequence
 # subcommand -> (jobs module, one-line help)
 JOBS = {
     "demo": ("jobs.demo", "main job: corpus -> index -> Serve app -> answers with citations"),
+    "serve": ("jobs.serve", "deploy the Serve app over the demo config's index and serve until Ctrl-C"),
     "build-corpus": ("jobs.build_corpus", "corpus job: documents, passages, clusters (+ index)"),
     "build-pairs": ("jobs.build_pairs", "training-data job: {query, pos, negs, task, instruction} rows"),
     "bench-main": ("jobs.bench_main", "benchmark: the main job's stages, cold vs warm"),

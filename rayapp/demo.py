@@ -7,9 +7,10 @@ config reuses the corpus, the index and the converted generator, and only deploy
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Optional
 
 import httpx
 import ray
@@ -94,6 +95,41 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
             except Exception:  # noqa: BLE001 - nothing deployed yet
                 pass
         if started and not cfg.keep_serving:
+            ray.shutdown()
+
+
+def serve_forever(cfg: DemoConfig, stop: Optional[threading.Event] = None,
+                  on_ready: Optional[Callable[[dict[str, Any]], None]] = None) -> dict[str, Any]:
+    """``rayapp serve``: build (or reuse) the corpus and index of ``cfg``, deploy ``cfg.app`` and
+    serve until SIGINT / SIGTERM (or ``stop`` is set); then delete the app. ``on_ready`` gets
+    ``{"url", "index_path"}`` once the app answers, which is also written to
+    ``results_dir/serve.json``."""
+    import signal
+
+    resolve_embedder(cfg.embed.model)
+    check_generator(cfg.app.generator.model)
+    started = init_ray(cfg.ray)
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+    try:
+        corpus = build_corpus(cfg.corpus, cfg.home)
+        index = build_index(corpus, cfg.embed, cfg.index, cfg.home)
+        url = start_app(cfg.app, index.path)
+        info = {"url": url, "index_path": str(index.path), "corpus_version": corpus.version}
+        write_json_atomic(Path(cfg.results_dir) / "serve.json", info)
+        log.info("serving %s (index %s); stop with Ctrl-C", url, index.path)
+        if on_ready is not None:
+            on_ready(info)
+        stop.wait()
+        return info
+    finally:
+        try:
+            serve.delete(APP_NAME)
+        except Exception:  # noqa: BLE001 - nothing deployed yet
+            pass
+        if started:
             ray.shutdown()
 
 

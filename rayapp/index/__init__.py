@@ -39,7 +39,7 @@ from rayapp.models import resolve_embedder
 
 log = logging.getLogger(__name__)
 
-__all__ = ["IndexInfo", "build_index", "LoadedIndex", "bm25_tokenize"]
+__all__ = ["IndexInfo", "build_index", "LoadedIndex", "bm25_tokenize", "latest_index"]
 
 
 @dataclass
@@ -147,6 +147,23 @@ def _build_funnel(corpus: CorpusInfo, embed: EmbedConfig, out: Path, prev: Optio
         (out / name).write_text(json.dumps(obj), encoding="utf-8")
     return {"documents": len(doc_ids), "clusters": len(clusters), "documents_embedded": len(doc_ids) - n_reused,
             "reused_doc_vectors": n_reused}
+
+
+def latest_index(home: Path) -> Path:
+    """The index built most recently under ``home`` (by any config): what ``index_path: latest``
+    in a Serve config YAML deploys."""
+    found = []
+    for pointer in (Path(home) / "indexes").glob("latest-*.json"):
+        try:
+            path = Path(json.loads(pointer.read_text(encoding="utf-8"))["path"])
+        except (OSError, ValueError, KeyError):
+            continue
+        if read_manifest(path) is not None:
+            found.append((pointer.stat().st_mtime, path))
+    if not found:
+        raise FileNotFoundError(f"no built index under {Path(home) / 'indexes'}: run `rayapp demo` or "
+                                "`rayapp serve` first, or pass index_path=<index folder>")
+    return max(found)[1]
 
 
 def _previous_index(home: Path, key: str) -> Optional[Path]:

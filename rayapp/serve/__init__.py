@@ -12,6 +12,7 @@ embedder unless another is configured. :func:`build_app` makes the application f
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -84,11 +85,31 @@ def build_app(cfg: AppConfig, index_path: str | Path) -> serve.Application:
 
 
 def app_builder(args: dict[str, Any]) -> serve.Application:
-    """Builder for the Serve CLI: ``index_path`` (required) and ``config`` (an AppConfig YAML)."""
+    """Builder for the Serve CLI and Serve config YAMLs (``configs/serve_app.yaml``): ``index_path``
+    (an index folder, or ``latest``: the newest index under ``home``, default ``$RAYAPP_HOME``) and
+    ``config`` (an AppConfig YAML)."""
+    from rayapp.config import default_home
+    from rayapp.index import latest_index
+
+    unknown = set(args) - {"index_path", "config", "home"}
+    if unknown:
+        raise ValueError(f"app_builder: unknown argument(s) {sorted(unknown)}; expected index_path, config, home")
     if "index_path" not in args:
-        raise ValueError("app_builder: pass index_path=<index folder>")
-    cfg = load_config(AppConfig, args["config"]) if "config" in args else AppConfig()
-    return build_app(cfg, args["index_path"])
+        raise ValueError("app_builder: pass index_path=<index folder> (or index_path=latest)")
+    raw = args.get("config")
+    if isinstance(raw, dict):  # an inline AppConfig mapping
+        cfg = AppConfig.model_validate(raw)
+    elif raw is not None:
+        if not Path(raw).is_file():
+            raise ValueError(f"app_builder: config {raw!r} not found (relative paths are read from {os.getcwd()}); "
+                             "give an absolute path or an inline mapping")
+        cfg = load_config(AppConfig, raw)
+    else:
+        cfg = AppConfig()
+    index_path = args["index_path"]
+    if index_path == "latest":
+        index_path = latest_index(Path(args.get("home") or default_home()).expanduser())
+    return build_app(cfg, index_path)
 
 
 def start_app(cfg: AppConfig, index_path: str | Path, timeout_s: float = 300.0) -> str:
