@@ -10,7 +10,7 @@ PIP     := $(PY) -m pip
 STAMP   := $(VENV)/.rayapp-installed
 PYTEST  := timeout --signal=INT 2400 $(PY) -m pytest
 
-.PHONY: setup demo test test-slow bench clean-artifacts
+.PHONY: setup browser demo test test-slow bench clean-artifacts
 
 $(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,7 +29,18 @@ setup: $(STAMP)
 demo: setup
 	$(VENV)/bin/rayapp demo --config configs/demo.yaml
 
-test: setup
+# headless Chromium for the web page's browser test (Debian packages; best effort: only as root with
+# apt-get, otherwise the test is skipped with a reason)
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 || \
+	  (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null) || \
+	  echo "could not install chromium: the browser test will be skipped"; \
+	else echo "chromium/chromedriver not installed (needs root + apt-get): the browser test will be skipped"; fi
+
+test: setup browser
 	$(PYTEST) -m "not slow and not multinode" tests
 	$(PYTEST) -m "multinode and not slow" tests
 

@@ -314,7 +314,8 @@ class LimitsConfig(StrictModel):
     max_prompt_chars: int = Field(default=20000, ge=1)
     #: request bodies larger than this get 413 before they are parsed
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
-    #: inputs of /v1/embeddings, documents of /v1/rerank, passages of /v1/extract
+    #: inputs of /v1/embeddings, documents of /v1/rerank, passages of /v1/extract, items of one
+    #: /v1/recommend/interactions call
     max_batch: int = Field(default=64, ge=1)
     #: characters of each such input, document or passage
     max_text_chars: int = Field(default=8000, ge=1)
@@ -382,6 +383,8 @@ class DeploymentOptions(StrictModel):
     autoscaling: Optional[AutoscalingOptions] = None
     num_cpus: Optional[float] = Field(default=None, gt=0)
     max_ongoing_requests: Optional[int] = Field(default=None, ge=1)
+    #: how often Serve checks each replica (a dead one is replaced after a failed check)
+    health_check_period_s: Optional[float] = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _one_scaling(self):

@@ -21,7 +21,7 @@ import numpy as np
 
 from rayapp.config import EmbedConfig, FunnelConfig, RayConfig, StrictModel, default_home
 
-__all__ = ["BenchFunnelConfig", "bench_funnel", "distractor_docs", "BenchANNConfig", "bench_ann"]
+__all__ = ["BenchFunnelConfig", "bench_funnel", "distractor_docs", "pubmedqa_with_distractors", "BenchANNConfig", "bench_ann"]
 
 
 class BenchFunnelConfig(StrictModel):
@@ -63,19 +63,25 @@ def distractor_docs(texts: list[str], n: int, words: int = 250, seed: int = 0) -
     return out
 
 
+def pubmedqa_with_distractors(home: Path, qa, n: int, seed: int = 0) -> Path:
+    """A JSONL corpus file under ``home``: PubMedQA's abstracts plus ``n`` generated distractors."""
+    src = Path(home) / "bench_funnel" / f"pubmedqa-{n}.jsonl"
+    src.parent.mkdir(parents=True, exist_ok=True)
+    rows = [{"title": d["title"], "text": d["text"]} for d in qa.docs]
+    rows += [{"title": f"distractor {i}", "text": t}
+             for i, t in enumerate(distractor_docs([d["text"] for d in qa.docs], n, seed=seed))]
+    tmp = src.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    tmp.replace(src)
+    return src
+
+
 def _build(cfg: BenchFunnelConfig, qa) -> Any:
     from rayapp.config import ClusterConfig, CorpusConfig, IndexConfig
     from rayapp.data import build_corpus
     from rayapp.index import build_index
 
-    src = Path(cfg.home) / "bench_funnel" / f"pubmedqa-{cfg.distractor_docs}.jsonl"
-    src.parent.mkdir(parents=True, exist_ok=True)
-    rows = [{"title": d["title"], "text": d["text"]} for d in qa.docs]
-    rows += [{"title": f"distractor {i}", "text": t}
-             for i, t in enumerate(distractor_docs([d["text"] for d in qa.docs], cfg.distractor_docs, seed=cfg.seed))]
-    tmp = src.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    tmp.replace(src)
+    src = pubmedqa_with_distractors(cfg.home, qa, cfg.distractor_docs, cfg.seed)
     corpus = build_corpus(CorpusConfig(kind="jsonl", path=src, dedup={"near": False},
                                        clusters=ClusterConfig(by="kmeans", features=cfg.cluster_features,
                                                                              max_tokens=cfg.cluster_tokens)), cfg.home)

@@ -40,6 +40,8 @@ def _options(cfg: AppConfig, name: str) -> dict[str, Any]:
         "max_ongoing_requests": d.max_ongoing_requests or cfg.max_ongoing_requests,
         "logging_config": {"encoding": cfg.log_encoding},
     }
+    if d.health_check_period_s is not None:
+        opts["health_check_period_s"] = d.health_check_period_s
     if d.autoscaling is not None:
         opts["autoscaling_config"] = d.autoscaling.model_dump()
     elif d.num_replicas is not None:

@@ -588,14 +588,27 @@ class Ingress:
         return HTTPException(504, {"type": "stage_timeout", "stage": stage,
                                    "message": f"{stage} did not answer within {limit} s"})
 
-    async def _call(self, stage: str, method, *args) -> Any:
-        """``method.remote(*args)`` within the stage's deadline; 504 past it, 503 if the stage fails."""
+    async def _call(self, stage: str, method, *args, retry: bool = True) -> Any:
+        """``method.remote(*args)`` within the stage's deadline; 504 past it, 503 if the stage fails.
+        A call whose replica died under it is sent once more (Serve routes it to a live replica),
+        within the same deadline, unless ``retry`` is off (calls that change state)."""
         import asyncio
 
+        from ray.exceptions import ActorDiedError, ActorUnavailableError
+
         t0 = time.perf_counter()
+        deadline = t0 + getattr(self.cfg.timeouts, stage)
         response = method.remote(*args)
         try:
-            out = await asyncio.wait_for(_await(response), timeout=getattr(self.cfg.timeouts, stage))
+            try:
+                out = await asyncio.wait_for(_await(response), timeout=deadline - time.perf_counter())
+            except (ActorDiedError, ActorUnavailableError):
+                if not retry:
+                    raise
+                log.warning("stage %s: replica lost mid-call; retrying on another replica", stage)
+                self.metrics.failures.inc(tags={"stage": stage, "kind": "replica_lost"})
+                response = method.remote(*args)
+                out = await asyncio.wait_for(_await(response), timeout=max(deadline - time.perf_counter(), 1e-3))
         except asyncio.TimeoutError:
             response.cancel()
             raise self._timeout_error(stage) from None
@@ -742,7 +755,6 @@ class Ingress:
     async def recommend(self, req: RecommendRequest) -> dict[str, Any]:
         rec = self._recommender_or_404()
         _limit("top_k", req.top_k, self.rec_cfg.max_top_k)
-        _limit("items", len(req.items or []), self.limits.max_batch * 16, " items")
         t0 = time.perf_counter()
         out = self._rec_result(await self._call("recommender", rec.recommend, req.items, req.user, req.top_k))
         return {**out, "seconds": round(time.perf_counter() - t0, 6)}
@@ -750,8 +762,8 @@ class Ingress:
     @api.post("/v1/recommend/interactions")
     async def interactions(self, req: InteractionsRequest) -> dict[str, Any]:
         rec = self._recommender_or_404()
-        _limit("items", len(req.items), self.limits.max_batch * 16, " items")
-        return self._rec_result(await self._call("recommender", rec.append, req.user, req.items))
+        _limit("items", len(req.items), self.limits.max_batch, " items")
+        return self._rec_result(await self._call("recommender", rec.append, req.user, req.items, retry=False))
 
     # ------------------------------------------------------------------------ the RAG query
     async def _retrieve_and_extract(self, req: QueryRequest, top_k: int) -> tuple[dict, list, dict, list]:

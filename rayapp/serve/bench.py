@@ -1,0 +1,316 @@
+"""Load, fault and per-hop figures of the served app (``jobs/bench_serve.py``).
+
+- **Load**: ``clients`` concurrent HTTP clients on loopback for ``duration_s`` against each endpoint
+  (``/v1/retrieve``, ``/v1/query``): requests/s, p50/p90/p99 latency, failed requests.
+- **Faults**: under the same load, ``ray.kill`` one replica of a deployment (the actor Serve runs it
+  in) and measure the failed-request share of the phase, the failure window (kill to the last
+  failed request) and the replacement time (kill to Serve running the full replica count again).
+- **Hops**: the same retrieval called in this process, through a deployment handle (one hop) and
+  over HTTP (proxy -> Ingress -> Retriever, two hops); a call's overhead is its latency minus the
+  retriever's own reported time, per hop = overhead / hops (medians).
+
+Each figure is measured against its in-run baseline; nothing is compared with numbers from
+another run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import numpy as np
+from pydantic import Field
+
+from rayapp.config import (DEPLOYMENTS, AppConfig, CorpusConfig, EmbedConfig, IndexConfig, RayConfig, StrictModel,
+                           default_home)
+
+__all__ = ["BenchServeConfig", "KillPhase", "bench_serve", "run_load", "kill_replica"]
+
+Endpoint = Literal["retrieve", "query"]
+
+DEFAULT_QUESTIONS = [
+    "How do I serialize a Python object to a JSON string?",
+    "How can I read the rows of a CSV file as dictionaries?",
+    "How do I run a command in a subprocess and capture its output?",
+    "How do I create a temporary directory that is removed automatically?",
+    "How do I parse command line arguments?",
+    "How do I copy a directory tree?",
+    "How do I format a date as a string?",
+    "How do I compile a regular expression?",
+]
+
+
+class KillPhase(StrictModel):
+    deployment: Literal[DEPLOYMENTS]  # type: ignore[valid-type]
+    endpoint: Endpoint = "retrieve"
+
+
+def _default_app() -> AppConfig:
+    two = {"num_replicas": 2, "num_cpus": 0.1, "health_check_period_s": 1.0}
+    return AppConfig.model_validate({
+        "generator": {"max_new_tokens": 16},
+        "deployments": {"Ingress": two, "Retriever": two, "Generator": two, "Embedder": {"num_cpus": 0.1}},
+        "max_ongoing_requests": 64,
+    })
+
+
+class BenchServeConfig(StrictModel):
+    ray: RayConfig = Field(default_factory=RayConfig)
+    home: Path = Field(default_factory=default_home)
+    corpus: CorpusConfig = Field(default_factory=lambda: CorpusConfig(modules=[
+        "json", "csv", "subprocess", "argparse", "pathlib", "shutil", "tempfile", "logging", "datetime", "re"]))
+    #: instead of ``corpus``: PubMedQA's abstracts plus this many generated distractors (needs
+    #: ``data_dir`` or ``../shared/data``); 24,500 gives about 100k passages
+    pubmedqa_distractors: Optional[int] = Field(default=None, ge=0)
+    data_dir: Optional[Path] = None
+    embed: EmbedConfig = Field(default_factory=EmbedConfig)
+    index: IndexConfig = Field(default_factory=IndexConfig)
+    app: AppConfig = Field(default_factory=_default_app)
+    questions: list[str] = Field(default_factory=lambda: list(DEFAULT_QUESTIONS), min_length=1)
+    clients: int = Field(default=32, ge=1)
+    duration_s: float = Field(default=60.0, gt=0)
+    endpoints: list[Endpoint] = Field(default_factory=lambda: ["retrieve", "query"])
+    query_max_new_tokens: int = Field(default=16, ge=1)
+    hop_samples: int = Field(default=200, ge=10)
+    kills: list[KillPhase] = Field(default_factory=lambda: [
+        KillPhase(deployment="Retriever"), KillPhase(deployment="Ingress"),
+        KillPhase(deployment="Generator", endpoint="query")])
+    kill_phase_s: float = Field(default=30.0, gt=0)
+    kill_at_s: float = Field(default=5.0, ge=0)
+    results_dir: Path = Path("results/bench_serve")
+
+
+# ------------------------------------------------------------------------------------------ load
+def _body(endpoint: Endpoint, question: str, max_new_tokens: int) -> dict[str, Any]:
+    return {"question": question} if endpoint == "retrieve" else {"question": question,
+                                                                    "max_new_tokens": max_new_tokens}
+
+
+async def _load(url: str, endpoint: Endpoint, questions: list[str], clients: int, duration_s: float,
+                max_new_tokens: int) -> list[tuple[float, float, Any]]:
+    import httpx
+
+    records: list[tuple[float, float, Any]] = []  # (start, seconds, status code or exception name)
+    t_end = time.perf_counter() + duration_s
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(timeout=600, limits=limits) as client:
+        async def worker(i: int) -> None:
+            k = i
+            while time.perf_counter() < t_end:
+                body = _body(endpoint, questions[k % len(questions)], max_new_tokens)
+                k += clients
+                t0 = time.perf_counter()
+                try:
+                    code: Any = (await client.post(f"{url}/v1/{endpoint}", json=body)).status_code
+                except httpx.HTTPError as e:
+                    code = type(e).__name__
+                records.append((t0, time.perf_counter() - t0, code))
+
+        await asyncio.gather(*(worker(i) for i in range(clients)))
+    return records
+
+
+def run_load(url: str, endpoint: Endpoint, questions: list[str], clients: int, duration_s: float,
+             max_new_tokens: int = 16) -> list[tuple[float, float, Any]]:
+    """``clients`` concurrent clients posting to ``/v1/<endpoint>`` for ``duration_s``; one
+    ``(start, seconds, status)`` record per request."""
+    return asyncio.run(_load(url, endpoint, questions, clients, duration_s, max_new_tokens))
+
+
+def _summary(records: list[tuple[float, float, Any]], wall_s: float) -> dict[str, Any]:
+    ok = np.array([s for _, s, c in records if c == 200])
+    failed = [c for _, _, c in records if c != 200]
+    codes: dict[str, int] = {}
+    for c in failed:
+        codes[str(c)] = codes.get(str(c), 0) + 1
+    pct = (lambda q: round(float(np.percentile(ok, q)) * 1e3, 1) if len(ok) else None)
+    return {"requests": len(records), "ok": int(len(ok)), "failed": len(failed),
+            "failed_share": round(len(failed) / max(len(records), 1), 5), "failures": codes,
+            "rps": round(len(ok) / wall_s, 2), "p50_ms": pct(50), "p90_ms": pct(90), "p99_ms": pct(99)}
+
+
+# ------------------------------------------------------------------------------------------ faults
+def _replicas(app: str, deployment: str) -> list[dict[str, Any]]:
+    from ray.serve.context import _get_global_client
+
+    details = _get_global_client().get_serve_details()["applications"][app]["deployments"][deployment]
+    return details["replicas"]
+
+
+def kill_replica(app: str, deployment: str, timeout_s: float = 120.0) -> dict[str, Any]:
+    """``ray.kill`` one running replica of ``deployment``; returns when Serve runs the same number
+    of replicas again (none of them the killed one): ``{"replica", "replacement_s", "t_kill"}``."""
+    import ray
+
+    running = [r for r in _replicas(app, deployment) if r["state"] == "RUNNING"]
+    if not running:
+        raise RuntimeError(f"{deployment}: no running replica to kill")
+    victim = running[0]
+    ray.kill(ray.get_actor(victim["actor_name"], namespace="serve"), no_restart=True)
+    t_kill = time.perf_counter()
+    while time.perf_counter() - t_kill < timeout_s:
+        now = [r for r in _replicas(app, deployment)
+               if r["state"] == "RUNNING" and r["replica_id"] != victim["replica_id"]]
+        if len(now) >= len(running):
+            return {"replica": victim["replica_id"], "replacement_s": round(time.perf_counter() - t_kill, 2),
+                    "t_kill": t_kill}
+        time.sleep(0.1)
+    return {"replica": victim["replica_id"], "replacement_s": None, "t_kill": t_kill}
+
+
+def _kill_phase(cfg: BenchServeConfig, url: str, phase: KillPhase) -> dict[str, Any]:
+    from rayapp.serve import APP_NAME
+
+    out: dict[str, Any] = {}
+
+    def killer() -> None:
+        time.sleep(cfg.kill_at_s)
+        out.update(kill_replica(APP_NAME, phase.deployment))
+
+    thread = threading.Thread(target=killer, daemon=True)
+    t0 = time.perf_counter()
+    thread.start()
+    records = run_load(url, phase.endpoint, cfg.questions, cfg.clients, cfg.kill_phase_s, cfg.query_max_new_tokens)
+    wall = time.perf_counter() - t0
+    thread.join(timeout=180)
+    t_kill = out.get("t_kill", t0)
+    failed_after = [s + d for s, d, c in records if c != 200 and s + d >= t_kill]
+    return {"deployment": phase.deployment, "endpoint": phase.endpoint, **_summary(records, wall),
+            "replacement_s": out.get("replacement_s"),
+            "failure_window_s": round(max(failed_after) - t_kill, 2) if failed_after else 0.0,
+            "kill_at_s": round(t_kill - t0, 2),
+            "timeline": _timeline(records, t0)}
+
+
+def _timeline(records: list[tuple[float, float, Any]], t0: float) -> list[dict[str, Any]]:
+    """Per second since ``t0``: requests finished OK and failed."""
+    rows: dict[int, list[int]] = {}
+    for s, d, c in records:
+        sec = int(s + d - t0)
+        rows.setdefault(sec, [0, 0])[0 if c == 200 else 1] += 1
+    return [{"second": k, "ok": v[0], "failed": v[1]} for k, v in sorted(rows.items())]
+
+
+# ------------------------------------------------------------------------------------------ hops
+def _hops(cfg: BenchServeConfig, url: str, index_path: Path) -> dict[str, Any]:
+    """Retrieval in this process, through a handle and over HTTP. The hop overhead of each call is
+    its latency minus the time the retriever itself reports (its stage timings), so the model's
+    speed in this process vs in the replica does not enter; median over ``hop_samples`` calls."""
+    import httpx
+    from ray import serve
+
+    from rayapp.index import LoadedIndex
+    from rayapp.models import load_sentence_transformer
+    from rayapp.retrieve import HybridRetriever
+    from rayapp.serve import APP_NAME
+
+    index = LoadedIndex(index_path)
+    emb = index.manifest["embedder"]
+    model = load_sentence_transformer(emb["path"], emb["max_seq_length"])
+    local = HybridRetriever(index, cfg.app.retriever, lambda q: model.encode(q, normalize_embeddings=True))
+    handle = serve.get_deployment_handle("Retriever", APP_NAME)
+    top_k = cfg.app.retriever.top_k
+    qs = [cfg.questions[i % len(cfg.questions)] for i in range(cfg.hop_samples)]
+
+    def in_process(q: str) -> float:
+        return sum(t.seconds for t in local.retrieve(q, top_k)[1])
+
+    def over_handle(q: str) -> float:
+        return sum(t["seconds"] for t in handle.retrieve.remote(q, top_k).result()["timings"])
+
+    def over_http(q: str) -> float:
+        r = httpx.post(f"{url}/v1/retrieve", json={"question": q}, timeout=60).raise_for_status()
+        return sum(t["seconds"] for t in r.json()["timings"] if t["stage"] != "retrieve_total")
+
+    out: dict[str, Any] = {}
+    for name, call, hops in (("in_process", in_process, 0), ("handle_1_hop", over_handle, 1),
+                             ("http_2_hops", over_http, 2)):
+        for q in qs[:5]:
+            call(q)  # warm up
+        lat, overhead = [], []
+        for q in qs:
+            t0 = time.perf_counter()
+            work = call(q)
+            lat.append(time.perf_counter() - t0)
+            overhead.append(lat[-1] - work)
+        out[name] = {"p50_ms": round(float(np.median(lat)) * 1e3, 2),
+                     "overhead_p50_ms": round(float(np.median(overhead)) * 1e3, 2),
+                     "per_hop_ms": round(float(np.median(overhead)) * 1e3 / hops, 2) if hops else None}
+    out["per_hop_ms_handle"] = out["handle_1_hop"]["per_hop_ms"]
+    out["per_hop_ms_http"] = out["http_2_hops"]["per_hop_ms"]
+    return out
+
+
+# ------------------------------------------------------------------------------------------ the run
+def _build_index(cfg: BenchServeConfig) -> tuple[Any, list[str]]:
+    from rayapp.config import CorpusConfig
+    from rayapp.data import build_corpus
+    from rayapp.index import build_index
+
+    corpus_cfg, questions = cfg.corpus, cfg.questions
+    if cfg.pubmedqa_distractors is not None:
+        from rayapp.data.sets import load_pubmedqa
+        from rayapp.retrieve.bench import pubmedqa_with_distractors
+
+        qa = load_pubmedqa(cfg.data_dir, "all")
+        src = pubmedqa_with_distractors(cfg.home, qa, cfg.pubmedqa_distractors)
+        corpus_cfg = CorpusConfig(kind="jsonl", path=src, dedup={"near": False})
+        questions = [q["text"] for q in qa.queries[:64]]
+    corpus = build_corpus(corpus_cfg, cfg.home)
+    return build_index(corpus, cfg.embed, cfg.index, cfg.home), questions
+
+
+def bench_serve(cfg: BenchServeConfig) -> dict[str, Any]:
+    """Deploy the app over the configured index and measure load, faults and hops (Ray must be
+    initialised). The app is deleted at the end."""
+    from ray import serve
+
+    from rayapp.serve import APP_NAME, start_app
+
+    t0 = time.perf_counter()
+    info, questions = _build_index(cfg)
+    cfg = cfg.model_copy(update={"questions": questions})
+    build_s = time.perf_counter() - t0
+    url = start_app(cfg.app, info.path)
+    try:
+        hops = _hops(cfg, url, info.path)
+        load = {}
+        for ep in cfg.endpoints:
+            t1 = time.perf_counter()
+            records = run_load(url, ep, cfg.questions, cfg.clients, cfg.duration_s, cfg.query_max_new_tokens)
+            load[ep] = _summary(records, time.perf_counter() - t1)
+        kills = [_kill_phase(cfg, url, phase) for phase in cfg.kills]
+    finally:
+        serve.delete(APP_NAME)
+    return {"passages": info.manifest["counts"]["passages"], "index_build_s": round(build_s, 1),
+            "clients": cfg.clients, "duration_s": cfg.duration_s, "load": load, "kills": kills, "hops": hops,
+            "goals": {"retrieve_p99_ms_lt": 200, "failed": 0, "kill_failed_share_le": 0.01, "recovery_s_lt": 10,
+                      "per_hop_ms_lt": 3}}
+
+
+def plot_kills(kills: list[dict[str, Any]], path: Path) -> None:
+    """Requests finished per second (OK and failed) through each kill phase, the kill marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(kills), 1, figsize=(7, 2.2 * len(kills)), squeeze=False, sharex=True)
+    for ax, k in zip(axes[:, 0], kills):
+        sec = [r["second"] for r in k["timeline"]]
+        ax.plot(sec, [r["ok"] for r in k["timeline"]], label="ok / s", color="#4e79a7")
+        ax.bar(sec, [r["failed"] for r in k["timeline"]], label="failed / s", color="#e15759")
+        ax.axvline(k["kill_at_s"], color="k", linestyle="--", linewidth=1, label="replica killed")
+        rep = f"{k['replacement_s']} s" if k["replacement_s"] is not None else "not replaced"
+        ax.set_title(f"kill one {k['deployment']} replica under /v1/{k['endpoint']} load: "
+                     f"{k['failed']} failed of {k['requests']}, replaced in {rep}", fontsize=9)
+        ax.set_ylabel("requests")
+    axes[0, 0].legend(fontsize=8, loc="upper right")
+    axes[-1, 0].set_xlabel("seconds into the phase")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
