@@ -28,6 +28,7 @@ JOBS = {
     "bench-ann": ("jobs.bench_ann", "benchmark: faiss IVF / HNSW vs flat at 1M x 384"),
     "pica-vectors": ("jobs.pica_vectors", "PICA: compute and store task-level ICL vectors"),
     "bench-pica": ("jobs.bench_pica", "benchmark: PICA vs ICL vs zero-shot, time and agreement"),
+    "cluster-manifests": ("jobs.cluster_manifests", "generate and validate the KubeRay manifests and the VM launcher YAML"),
     "bench-serve": ("jobs.bench_serve", "benchmark: the served app under 32 clients, replicas killed, per-hop overhead"),
     "bench-batching": ("jobs.bench_batching", "benchmark: generator throughput at 1 vs 8 concurrent requests"),
     "build-extract-data": ("jobs.build_extract_data", "extraction rows (question, passages, answers) from PubMedQA"),

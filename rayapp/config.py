@@ -382,6 +382,7 @@ class DeploymentOptions(StrictModel):
     num_replicas: Optional[int] = Field(default=None, ge=1)
     autoscaling: Optional[AutoscalingOptions] = None
     num_cpus: Optional[float] = Field(default=None, gt=0)
+    num_gpus: Optional[float] = Field(default=None, ge=0)
     max_ongoing_requests: Optional[int] = Field(default=None, ge=1)
     #: how often Serve checks each replica (a dead one is replaced after a failed check)
     health_check_period_s: Optional[float] = Field(default=None, gt=0)

@@ -40,6 +40,8 @@ def _options(cfg: AppConfig, name: str) -> dict[str, Any]:
         "max_ongoing_requests": d.max_ongoing_requests or cfg.max_ongoing_requests,
         "logging_config": {"encoding": cfg.log_encoding},
     }
+    if d.num_gpus:
+        opts["ray_actor_options"]["num_gpus"] = d.num_gpus
     if d.health_check_period_s is not None:
         opts["health_check_period_s"] = d.health_check_period_s
     if d.autoscaling is not None:

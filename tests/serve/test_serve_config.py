@@ -117,3 +117,21 @@ def test_rayapp_serve_deploys_over_the_built_index_until_stopped(ray_session, ho
         stop.set()
         worker.join(timeout=120)
     assert not worker.is_alive() and APP_NAME not in serve.status().applications
+
+
+def test_per_deployment_options_reach_serve():
+    from rayapp.serve import _options
+
+    cfg = AppConfig.model_validate({"num_cpus_per_replica": 0.5, "deployments": {
+        "Generator": {"autoscaling": {"min_replicas": 1, "max_replicas": 3}, "num_gpus": 1, "num_cpus": 2},
+        "Retriever": {"num_replicas": 2, "health_check_period_s": 2}}})
+    gen, ret, ing = _options(cfg, "Generator"), _options(cfg, "Retriever"), _options(cfg, "Ingress")
+    assert gen["ray_actor_options"] == {"num_cpus": 2, "num_gpus": 1} and "num_replicas" not in gen
+    assert gen["autoscaling_config"]["max_replicas"] == 3 and gen["logging_config"] == {"encoding": "JSON"}
+    assert ret["num_replicas"] == 2 and ret["health_check_period_s"] == 2
+    assert ing == {"name": "Ingress", "ray_actor_options": {"num_cpus": 0.5}, "max_ongoing_requests": 64,
+                   "logging_config": {"encoding": "JSON"}}
+    with pytest.raises(ValueError, match="num_replicas or autoscaling, not both"):
+        AppConfig.model_validate({"deployments": {"Generator": {"num_replicas": 2, "autoscaling": {}}}})
+    with pytest.raises(ValueError, match="Input should be 'Ingress'"):
+        AppConfig.model_validate({"deployments": {"Generatr": {}}})
