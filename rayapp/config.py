@@ -383,6 +383,8 @@ class DeploymentOptions(StrictModel):
     autoscaling: Optional[AutoscalingOptions] = None
     num_cpus: Optional[float] = Field(default=None, gt=0)
     num_gpus: Optional[float] = Field(default=None, ge=0)
+    #: spread replicas over nodes (1: no two on one node, so losing a node loses one replica)
+    max_replicas_per_node: Optional[int] = Field(default=None, ge=1)
     max_ongoing_requests: Optional[int] = Field(default=None, ge=1)
     #: how often Serve checks each replica (a dead one is replaced after a failed check)
     health_check_period_s: Optional[float] = Field(default=None, gt=0)

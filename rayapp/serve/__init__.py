@@ -42,6 +42,8 @@ def _options(cfg: AppConfig, name: str) -> dict[str, Any]:
     }
     if d.num_gpus:
         opts["ray_actor_options"]["num_gpus"] = d.num_gpus
+    if d.max_replicas_per_node is not None:
+        opts["max_replicas_per_node"] = d.max_replicas_per_node
     if d.health_check_period_s is not None:
         opts["health_check_period_s"] = d.health_check_period_s
     if d.autoscaling is not None:

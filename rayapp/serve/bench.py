@@ -90,13 +90,13 @@ def _body(endpoint: Endpoint, question: str, max_new_tokens: int) -> dict[str, A
 
 
 async def _load(url: str, endpoint: Endpoint, questions: list[str], clients: int, duration_s: float,
-                max_new_tokens: int) -> list[tuple[float, float, Any]]:
+                max_new_tokens: int, timeout_s: float) -> list[tuple[float, float, Any]]:
     import httpx
 
     records: list[tuple[float, float, Any]] = []  # (start, seconds, status code or exception name)
     t_end = time.perf_counter() + duration_s
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(timeout=600, limits=limits) as client:
+    async with httpx.AsyncClient(timeout=timeout_s, limits=limits) as client:
         async def worker(i: int) -> None:
             k = i
             while time.perf_counter() < t_end:
@@ -114,10 +114,11 @@ async def _load(url: str, endpoint: Endpoint, questions: list[str], clients: int
 
 
 def run_load(url: str, endpoint: Endpoint, questions: list[str], clients: int, duration_s: float,
-             max_new_tokens: int = 16) -> list[tuple[float, float, Any]]:
+             max_new_tokens: int = 16, timeout_s: float = 600.0) -> list[tuple[float, float, Any]]:
     """``clients`` concurrent clients posting to ``/v1/<endpoint>`` for ``duration_s``; one
-    ``(start, seconds, status)`` record per request."""
-    return asyncio.run(_load(url, endpoint, questions, clients, duration_s, max_new_tokens))
+    ``(start, seconds, status)`` record per request (status: the HTTP code, or the name of the
+    client error, e.g. ``ReadTimeout`` past ``timeout_s``)."""
+    return asyncio.run(_load(url, endpoint, questions, clients, duration_s, max_new_tokens, timeout_s))
 
 
 def _summary(records: list[tuple[float, float, Any]], wall_s: float) -> dict[str, Any]:
