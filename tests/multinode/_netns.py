@@ -89,7 +89,7 @@ class NetnsCluster:
             _ip("-n", self.bridge_ns, "link", "set", f"ra{self.tag}p{i}", "master", "br0")
             _ip("-n", self.bridge_ns, "link", "set", f"ra{self.tag}p{i}", "up")
         self.root.mkdir(parents=True, exist_ok=True)
-        head = self.exec(0, [RAY, "start", "--head", f"--node-ip-address={self.head_ip}", "--port=6379",
+        head = self.exec(0, env=self.host_env(0), argv=[RAY, "start", "--head", f"--node-ip-address={self.head_ip}", "--port=6379",
                              f"--num-cpus={self.head_cpus}", f"--dashboard-host={self.head_ip}",
                              "--dashboard-port=8265", "--disable-usage-stats", f"--temp-dir={self.root}/head"])
         if head.returncode != 0:
@@ -97,7 +97,7 @@ class NetnsCluster:
         for i in range(1, len(self.hosts)):
             w = self.exec(i, [RAY, "start", f"--address={self.address}", f"--node-ip-address={self.ips[i]}",
                               f"--num-cpus={self.cpus}", f"--resources={json.dumps({f'host{i}': 1})}",
-                              "--disable-usage-stats"])
+                              "--disable-usage-stats"], env=self.host_env(i))
             if w.returncode != 0:
                 raise RuntimeError(f"ray start on {self.hosts[i]} failed: {w.stderr[-2000:]}")
         deadline = time.monotonic() + 120
@@ -120,6 +120,11 @@ class NetnsCluster:
     def from_json(cls, text: str) -> "NetnsCluster":
         d = json.loads(text)
         return cls(d["workers"], d["cpus"], d["head_cpus"], Path(d["root"]), tag=d["tag"])
+
+    def host_env(self, host: int) -> dict[str, str]:
+        """The environment ``ray start`` gets on ``host``: its processes inherit it. gloo (DeepSpeed's
+        CPU backend) binds to the host's own link, not the machine's hostname address."""
+        return {**self.env, "GLOO_SOCKET_IFNAME": f"ra{self.tag}v{host}"}
 
     def pids(self, host: int) -> list[int]:
         r = _ip("netns", "pids", self.hosts[host], check=False)

@@ -79,6 +79,9 @@ def main() -> None:
         "failed_in_last_5s": sum(c != 200 for s, d, c in records if to_wall(s + d) > end - 5),
     }
     print("RESULT " + json.dumps(result), flush=True)
+    from ray import serve
+
+    serve.delete(APP_NAME)
 
 
 if __name__ == "__main__":
