@@ -166,7 +166,11 @@ def _meta(cfg: KubeConfig, name: str) -> dict[str, Any]:
 
 
 def _runtime_env(cfg: KubeConfig) -> str:
-    return yaml.safe_dump({"working_dir": cfg.package_dir, "excludes": [".venv", "results", ".git"]}, sort_keys=False)
+    """The job's runtime_env: the package is the image's (installed at ``package_dir``, the working
+    directory of every Ray process), so nothing is uploaded. A ``working_dir`` upload made the
+    training driver die in torch's oneMKL loader in the multi-host tests."""
+    return yaml.safe_dump({"env_vars": {"PYTHONPATH": cfg.package_dir, "RAYAPP_HOME": f"{cfg.shared_mount}/home",
+                                        "RAYAPP_DATA_DIR": f"{cfg.shared_mount}/data"}}, sort_keys=False)
 
 
 def build_manifests(cfg: KubeConfig, repo: Path) -> dict[str, Any]:

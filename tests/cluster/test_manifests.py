@@ -74,7 +74,7 @@ def test_jobs_name_modules_and_configs_that_exist(cfg):
         assert words[:2] == ["python", "-m"] and words[3] == "--config", rel
         assert (REPO / words[4]).is_file(), f"{rel}: config {words[4]} missing"
         assert spec["shutdownAfterJobFinishes"] is True and spec["activeDeadlineSeconds"] > 0
-        assert yaml.safe_load(spec["runtimeEnvYAML"])["working_dir"] == cfg.package_dir
+        assert yaml.safe_load(spec["runtimeEnvYAML"])["env_vars"]["PYTHONPATH"] == cfg.package_dir
 
 
 def test_cluster_spec_options(cfg):
