@@ -528,13 +528,17 @@ def _limit(field: str, value: Optional[int], bound: int, unit: str = "") -> None
                                   "message": f"{field}: at most {bound}{unit} (got {value})"})
 
 
+def _nonblank(field: str, text: str, bound: int) -> None:
+    """422 naming ``field`` when ``text`` is blank or longer than ``bound`` characters."""
+    if not text.strip():
+        raise HTTPException(422, {"type": "invalid_request", "field": field, "message": f"{field}: must not be blank"})
+    _limit(field, len(text), bound, " characters")
+
+
 def _text_limits(field: str, texts: list[str], limits: LimitsConfig) -> None:
     _limit(field, len(texts), limits.max_batch, " items")
     for i, t in enumerate(texts):
-        if not t.strip():
-            raise HTTPException(422, {"type": "invalid_request", "field": f"{field}.{i}",
-                                      "message": f"{field}.{i}: must not be blank"})
-        _limit(f"{field}.{i}", len(t), limits.max_text_chars, " characters")
+        _nonblank(f"{field}.{i}", t, limits.max_text_chars)
 
 
 def _not_configured(what: str, how: str) -> HTTPException:
@@ -574,10 +578,7 @@ class Ingress:
         self.created = int(time.time())
 
     def _check(self, req: RetrieveRequest) -> int:
-        if not req.question.strip():
-            raise HTTPException(422, {"type": "invalid_request", "field": "question",
-                                      "message": "question: must not be blank"})
-        _limit("question", len(req.question), self.limits.max_question_chars, " characters")
+        _nonblank("question", req.question, self.limits.max_question_chars)
         _limit("top_k", req.top_k, self.limits.max_top_k)
         return req.top_k or self.default_top_k
 
@@ -704,9 +705,7 @@ class Ingress:
             raise HTTPException(404, {"type": "model_not_found", "field": "model",
                                       "message": f"model: {req.model!r} is not served here "
                                                  f"(serving {self.reranker_name!r})"})
-        if not req.query.strip():
-            raise HTTPException(422, {"type": "invalid_request", "field": "query", "message": "query: must not be blank"})
-        _limit("query", len(req.query), self.limits.max_question_chars, " characters")
+        _nonblank("query", req.query, self.limits.max_question_chars)
         docs = [d if isinstance(d, str) else d.text for d in req.documents]
         _text_limits("documents", docs, self.limits)
         t0 = time.perf_counter()
@@ -727,10 +726,7 @@ class Ingress:
     async def extract(self, req: ExtractRequest) -> dict[str, Any]:
         if self.extractor is None:
             raise _not_configured("extractor", "set extractor.method")
-        if not req.question.strip():
-            raise HTTPException(422, {"type": "invalid_request", "field": "question",
-                                      "message": "question: must not be blank"})
-        _limit("question", len(req.question), self.limits.max_question_chars, " characters")
+        _nonblank("question", req.question, self.limits.max_question_chars)
         hits = [{"id": str(i), "text": p, "score": 0.0} if isinstance(p, str) else
                 {"id": p.id if p.id is not None else str(i), "text": p.text, "title": p.title, "score": 0.0}
                 for i, p in enumerate(req.passages)]
