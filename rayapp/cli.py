@@ -10,6 +10,8 @@ from typing import Optional, Sequence
 # subcommand -> (jobs module, one-line help)
 JOBS = {
     "demo": ("jobs.demo", "main job: corpus -> index -> Serve app -> answers with citations"),
+    "pipeline": ("jobs.pipeline", "the closed loop: corpus -> train -> index -> deploy, skipping unchanged steps, resumable"),
+    "add-documents": ("jobs.add_documents", "index new documents as a delta and roll the live app to serve them"),
     "serve": ("jobs.serve", "deploy the Serve app over the demo config's index and serve until Ctrl-C"),
     "build-corpus": ("jobs.build_corpus", "corpus job: documents, passages, clusters (+ index)"),
     "build-pairs": ("jobs.build_pairs", "training-data job: {query, pos, negs, task, instruction} rows"),

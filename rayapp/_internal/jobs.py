@@ -22,6 +22,7 @@ M = TypeVar("M", bound=BaseModel)
 def _user_errors() -> tuple[type[BaseException], ...]:
     from rayapp.data import EmptyCorpusError, SourceError
     from rayapp.extract.data import ExtractDataError
+    from rayapp.index.delta import DeltaError
     from rayapp.recommend.data import InteractionDataError
     from rayapp.select.data import MultiLabelDataError
     from rayapp.models import ModelNotFoundError
@@ -29,7 +30,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from rayapp.train.soup import SoupError
 
     return (ConfigError, ModelNotFoundError, EmptyCorpusError, SourceError, TrainingDataError, SoupError, ExtractDataError,
-            InteractionDataError, MultiLabelDataError)
+            InteractionDataError, MultiLabelDataError, DeltaError)
 
 
 def run_job(name: str, model: type[M], default_config: str, run: Callable[..., Any],

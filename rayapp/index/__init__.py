@@ -66,8 +66,11 @@ def bm25_tokenize(texts: list[str]):
     return bm25s.tokenize(texts, stopwords="en", show_progress=False)
 
 
-def build_index(corpus: CorpusInfo, embed: EmbedConfig, cfg: IndexConfig, home: Path) -> IndexInfo:
-    """Embed the corpus's passages on Ray and build BM25 + faiss (or reuse the built version)."""
+def build_index(corpus: CorpusInfo, embed: EmbedConfig, cfg: IndexConfig, home: Path,
+                latest: bool = True) -> IndexInfo:
+    """Embed the corpus's passages on Ray and build BM25 + faiss (or reuse the built version).
+    ``latest``: record it as the newest index of its config (what ``index_path: latest`` deploys,
+    and whose vectors the next build reuses); delta indexes are not."""
     import bm25s
     import faiss
 
@@ -117,7 +120,8 @@ def build_index(corpus: CorpusInfo, embed: EmbedConfig, cfg: IndexConfig, home: 
             "build_timings": timings,
         }
         write_json_atomic(tmp / "manifest.json", manifest)
-    write_json_atomic(Path(home) / "indexes" / f"latest-{key}.json", {"path": str(final)})
+    if latest:
+        write_json_atomic(Path(home) / "indexes" / f"latest-{key}.json", {"path": str(final)})
     log.info("index %s built over %d passages (%d vectors reused): %s", version, len(ids), n_reused, timings)
     return IndexInfo(final, version, manifest, cached=False)
 

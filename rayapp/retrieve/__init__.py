@@ -8,6 +8,7 @@ document pre-ranker -> passage post-ranker) builds on the same :class:`~rayapp.t
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, Optional
 
 import numpy as np
@@ -17,7 +18,7 @@ from rayapp.config import RetrieverConfig
 from rayapp.index import LoadedIndex
 from rayapp.types import Hit, StageTiming
 
-__all__ = ["HybridRetriever", "rrf_fuse"]
+__all__ = ["HybridRetriever", "rrf_fuse", "merge_hits"]
 
 
 def rrf_fuse(lists: list[list[int]], rrf_k: int) -> list[tuple[int, float]]:
@@ -27,6 +28,25 @@ def rrf_fuse(lists: list[list[int]], rrf_k: int) -> list[tuple[int, float]]:
         for rank, row in enumerate(ranked, start=1):
             scores[row] = scores.get(row, 0.0) + 1.0 / (rrf_k + rank)
     return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def merge_hits(lists: list[list[Hit]], top_k: int, rrf_k: int = 60) -> list[Hit]:
+    """Ranked hit lists from separate indexes (a main index and its deltas) as one list, by
+    reciprocal rank fusion over the lists (ranks from 1): a hit's score becomes
+    ``sum over lists of 1 / (rrf_k + rank)``, since scores from different indexes are not comparable.
+    A passage id in several lists is kept once (its first list's text). One list is returned as is."""
+    if len(lists) == 1:
+        return lists[0][:top_k]
+    first: list[Hit] = []
+    row_of: dict[str, int] = {}
+    rows = []
+    for hits in lists:
+        for h in hits:
+            if h.id not in row_of:
+                row_of[h.id] = len(first)
+                first.append(h)
+        rows.append([row_of[h.id] for h in hits])
+    return [dataclasses.replace(first[r], score=s) for r, s in rrf_fuse(rows, rrf_k)[:top_k]]
 
 
 class HybridRetriever:

@@ -21,7 +21,7 @@ from pydantic import Field
 from rayapp.config import FunnelConfig, RayConfig, StrictModel
 from rayapp.retrieve.funnel import FunnelRetriever, rollup_scores
 
-__all__ = ["l2g_rows", "l2g_kl", "train_l2g", "L2GConfig", "read_queries"]
+__all__ = ["l2g_rows", "l2g_kl", "train_l2g", "run_l2g", "L2GConfig", "read_queries"]
 
 
 def l2g_rows(funnel: FunnelRetriever, queries: Sequence[str], candidate_docs: int, alpha: float,
@@ -131,4 +131,31 @@ def read_queries(path: Path) -> list[str]:
             out.append(q)
         else:
             out.append(line)
+    return out
+
+
+def run_l2g(cfg: L2GConfig) -> dict[str, Any]:
+    """The whole L2G job: funnel over ``cfg.queries`` -> teacher rows -> KL-only training of the
+    index's embedder -> ``{rows, skipped, kl_before, kl_after, stage}`` (also ``output_dir/summary.json``).
+    Ray must be initialised. Too few usable queries is a :class:`~rayapp.train.embedder.TrainingDataError`."""
+    from rayapp._internal.artifacts import write_json_atomic
+    from rayapp.index import LoadedIndex
+    from rayapp.models import load_sentence_transformer
+    from rayapp.train.embedder import TrainingDataError
+
+    ix = LoadedIndex(cfg.index)
+    emb = ix.manifest["embedder"]
+    st = load_sentence_transformer(emb["path"], emb["max_seq_length"])
+    funnel = FunnelRetriever(ix, cfg.funnel, lambda q: st.encode(q, normalize_embeddings=True))
+    queries = read_queries(cfg.queries)[: cfg.max_queries]
+    rows, skipped = l2g_rows(funnel, queries, cfg.candidate_docs, cfg.funnel.alpha, cfg.instruction)
+    if len(rows) < cfg.batch_size:
+        raise TrainingDataError(f"{cfg.queries}: only {len(rows)} queries kept {cfg.candidate_docs} candidate "
+                                f"documents ({skipped} skipped); need at least batch_size={cfg.batch_size}")
+    before = l2g_kl(emb["path"], rows, cfg.tau, max_doc_tokens=cfg.max_doc_tokens)
+    summary = train_l2g(rows, emb["path"], cfg.output_dir, cfg.steps, cfg.batch_size, cfg.lr, cfg.tau, cfg.workers,
+                        cfg.cpus_per_worker, cfg.torch_threads, cfg.max_doc_tokens)
+    after = l2g_kl(summary["path"], rows, cfg.tau, max_doc_tokens=cfg.max_doc_tokens)
+    out = {"rows": len(rows), "skipped": skipped, "kl_before": before, "kl_after": after, "stage": summary}
+    write_json_atomic(Path(cfg.output_dir) / "summary.json", out)
     return out

@@ -2,7 +2,7 @@
 
 ``Ingress.bind(cfg, Retriever.bind(...), Generator.bind(...), ...)``: each stage is its own deployment
 with its own replicas (or autoscaling) and CPU share (``AppConfig.deployments``). With
-``retriever.kind: funnel`` the retriever is ``FunnelRetriever.bind(index, cfg, Reranker.bind(...))``:
+``retriever.kind: funnel`` the retriever is ``FunnelRetriever.bind(cfg, Reranker.bind(...))``:
 cluster BM25 and the document pre-ranker in one deployment, the cross-encoder post-ranker in
 another, which also answers ``/v1/rerank``. ``Embedder`` answers ``/v1/embeddings`` with the index's
 embedder unless another is configured. :func:`build_app` makes the application from an
@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional, Sequence
 
 import httpx
 from ray import serve
@@ -25,7 +25,7 @@ from rayapp.config import AppConfig, DeploymentOptions, load_config
 from rayapp.serve._deployments import (Embedder, Extractor, FunnelRetriever, Generator, Ingress, Recommender, Reranker,
                                       Retriever)
 
-__all__ = ["build_app", "app_builder", "start_app", "APP_NAME"]
+__all__ = ["build_app", "app_builder", "start_app", "deploy_app", "served_index_version", "APP_NAME"]
 
 APP_NAME = "rayapp"
 
@@ -53,11 +53,14 @@ def _options(cfg: AppConfig, name: str) -> dict[str, Any]:
     return opts
 
 
-def build_app(cfg: AppConfig, index_path: str | Path) -> serve.Application:
-    """The application: Ingress bound to the handles of every configured stage."""
+def build_app(cfg: AppConfig, index_path: str | Path, deltas: Sequence[str | Path] = ()) -> serve.Application:
+    """The application: Ingress bound to the handles of every configured stage. The index version
+    (and its delta indexes) is the Retriever's ``user_config``, so deploying the same app over
+    another version is an in-place update of the running replicas (see :func:`deploy_app`)."""
     manifest = read_manifest(Path(index_path))
     if manifest is None:
         raise FileNotFoundError(f"no finished index at {index_path} (manifest.json missing)")
+    version = {"index_path": str(Path(index_path).resolve()), "deltas": [str(Path(d).resolve()) for d in deltas]}
     reranker, reranker_name = None, None
     funnel = cfg.retriever.funnel if cfg.retriever.kind == "funnel" else None
     if cfg.rerank.model is not None or (funnel is not None and funnel.post_ranker == "cross"):
@@ -69,10 +72,11 @@ def build_app(cfg: AppConfig, index_path: str | Path) -> serve.Application:
         reranker_name = cfg.rerank.served_name or Path(str(path)).name
     if funnel is not None:
         post = reranker if funnel.post_ranker == "cross" else None
-        retriever = serve.deployment(FunnelRetriever).options(**_options(cfg, "Retriever")).bind(
-            str(index_path), cfg.retriever, post)
+        retriever = serve.deployment(FunnelRetriever).options(**_options(cfg, "Retriever"), user_config=version).bind(
+            cfg.retriever, post)
     else:
-        retriever = serve.deployment(Retriever).options(**_options(cfg, "Retriever")).bind(str(index_path), cfg.retriever)
+        retriever = serve.deployment(Retriever).options(**_options(cfg, "Retriever"), user_config=version).bind(
+            cfg.retriever)
     generator = serve.deployment(Generator).options(**_options(cfg, "Generator")).bind(cfg.generator)
     extractor = (serve.deployment(Extractor).options(**_options(cfg, "Extractor")).bind(cfg.extractor)
                  if cfg.extractor.method != "none" else None)
@@ -118,11 +122,12 @@ def app_builder(args: dict[str, Any]) -> serve.Application:
     return build_app(cfg, index_path)
 
 
-def start_app(cfg: AppConfig, index_path: str | Path, timeout_s: float = 300.0) -> str:
+def start_app(cfg: AppConfig, index_path: str | Path, timeout_s: float = 300.0,
+              deltas: Sequence[str | Path] = ()) -> str:
     """Deploy the app on the connected Ray cluster, listening on ``cfg.http``; returns its base URL
     once ``/healthz`` answers."""
     serve.start(http_options={"host": cfg.http.host, "port": cfg.http.port})
-    serve.run(build_app(cfg, index_path), name=APP_NAME, route_prefix="/")
+    serve.run(build_app(cfg, index_path, deltas), name=APP_NAME, route_prefix="/")
     url = f"http://{cfg.http.host}:{cfg.http.port}"
     deadline = time.monotonic() + timeout_s
     while True:
@@ -134,3 +139,34 @@ def start_app(cfg: AppConfig, index_path: str | Path, timeout_s: float = 300.0) 
         if time.monotonic() > deadline:
             raise TimeoutError(f"Serve app did not answer {url}/healthz within {timeout_s} s")
         time.sleep(0.5)
+
+
+def served_index_version(app_name: str = APP_NAME) -> Optional[str]:
+    """The index version the running app's Retriever serves, or None when no such app runs."""
+    try:
+        if app_name not in serve.status().applications:
+            return None
+        handle = serve.get_deployment_handle("Retriever", app_name)
+        return handle.info.remote().result(timeout_s=30)["index_version"]
+    except Exception:  # noqa: BLE001 - Serve not started, app deploying or failed: nothing served
+        return None
+
+
+def deploy_app(cfg: AppConfig, index_path: str | Path, deltas: Sequence[str | Path] = (),
+               timeout_s: float = 300.0) -> dict[str, Any]:
+    """Deploy the app, or roll the running one to ``index_path`` (+ ``deltas``) without downtime.
+
+    With the app already running, ``serve.run`` of the same graph changes only what differs: a new
+    index version is a new Retriever ``user_config``, applied in place (each replica loads it beside
+    the old one and swaps, see ``_Versioned``); a changed model path (embedder, reranker, extractor)
+    replaces those replicas by a rolling update. Returns ``{"url", "swapped", "seconds",
+    "index_version"}`` once every deployment runs the new version."""
+    t0 = time.perf_counter()
+    running = served_index_version() is not None
+    if not running:
+        url = start_app(cfg, index_path, timeout_s, deltas)
+    else:
+        serve.run(build_app(cfg, index_path, deltas), name=APP_NAME, route_prefix="/")
+        url = f"http://{cfg.http.host}:{cfg.http.port}"
+    version = read_manifest(Path(index_path))["version"]
+    return {"url": url, "swapped": running, "seconds": round(time.perf_counter() - t0, 3), "index_version": version}

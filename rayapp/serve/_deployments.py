@@ -23,7 +23,7 @@ from ray.serve.handle import DeploymentHandle
 from rayapp.config import AppConfig, Demo, ExtractorConfig, GeneratorConfig, LimitsConfig, RecommenderConfig, RetrieverConfig
 from rayapp.serve import _state
 from rayapp.serve._auth import Guard, guard_dispatch
-from rayapp.types import Hit
+from rayapp.types import Hit, StageTiming
 
 # a child of Serve's logger: its records carry the request id, route and replica (JSON encoding)
 log = logging.getLogger("ray.serve.rayapp")
@@ -36,27 +36,87 @@ class _Ready:
         return True
 
 
-class Retriever(_Ready):
-    """Hybrid BM25 + dense retrieval over one index version, opened read-only."""
+class _Versioned(_Ready):
+    """A retriever over one index version plus its deltas, set by the deployment's ``user_config``
+    ``{"index_path": ..., "deltas": [...]}``. A new user_config (``serve.run`` / ``serve deploy`` of
+    the same app with another version) is an in-place update: :meth:`reconfigure` loads the new
+    version in a thread while the current one keeps answering, then swaps one reference, so no
+    request sees a half-loaded index. Delta indexes (:func:`rayapp.index.delta.build_delta`) are
+    searched beside the main index and their hits merged by reciprocal rank."""
 
-    def __init__(self, index_path: str, cfg: RetrieverConfig):
-        from rayapp.index import LoadedIndex
+    def __init__(self, cfg: RetrieverConfig):
+        self.cfg, self.current, self._models = cfg, None, {}
+
+    def ready(self) -> bool:
+        return self.current is not None
+
+    async def reconfigure(self, config: dict[str, Any]) -> None:
+        import asyncio
+
+        index_path, deltas = config["index_path"], list(config.get("deltas") or [])
+        self.current = await asyncio.to_thread(self._load, index_path, deltas)
+        log.info("serving index %s (+%d deltas, %d passages)", self.current["version"], len(deltas),
+                 self.current["passages"])
+
+    def _encoder(self, emb: dict[str, Any]):
         from rayapp.models import load_sentence_transformer
+
+        key = (emb["path"], emb["max_seq_length"])
+        if key not in self._models:
+            self._models[key] = load_sentence_transformer(emb["path"], emb["max_seq_length"])
+        model = self._models[key]
+        return lambda q: model.encode(q, normalize_embeddings=True)
+
+    def _load(self, index_path: str, deltas: list[str]) -> dict[str, Any]:
+        from rayapp.index import LoadedIndex
+        from rayapp.index.delta import check_delta
         from rayapp.retrieve import HybridRetriever
 
         index = LoadedIndex(index_path)
-        emb = index.manifest["embedder"]
-        model = load_sentence_transformer(emb["path"], emb["max_seq_length"])
-        self.retriever = HybridRetriever(index, cfg, lambda q: model.encode(q, normalize_embeddings=True))
-        self.n_passages = len(index)
+        encode = self._encoder(index.manifest["embedder"])
+        extra = []
+        for d in deltas:
+            dix = LoadedIndex(d)
+            check_delta(index, dix)
+            extra.append(HybridRetriever(dix, self.cfg, encode))
+        return {"version": index.manifest["version"], "index": index, "encode": encode,
+                "main": self._main(index, encode), "deltas": extra,
+                "delta_versions": [x.index.manifest["version"] for x in extra],
+                "passages": len(index) + sum(len(x.index) for x in extra)}
 
-    def retrieve(self, question: str, top_k: int) -> dict[str, Any]:
-        hits, timings = self.retriever.retrieve(question, top_k)
-        log.info("retrieve top_k=%d -> %d hits in %.1f ms", top_k, len(hits), 1e3 * sum(t.seconds for t in timings))
-        return {"hits": [h.to_dict() for h in hits], "timings": [t.to_dict() for t in timings]}
+    def _main(self, index, encode):
+        raise NotImplementedError
+
+    def _answer(self, cur: dict[str, Any], hits: list[Hit], timings: list, question: str, top_k: int) -> dict[str, Any]:
+        from rayapp.retrieve import merge_hits
+
+        if cur["deltas"]:
+            t0 = time.perf_counter()
+            lists = [hits] + [d.retrieve(question, top_k)[0] for d in cur["deltas"]]
+            hits = merge_hits(lists, top_k, self.cfg.rrf_k)
+            timings.append(StageTiming("deltas", round(time.perf_counter() - t0, 6), sum(map(len, lists)), len(hits)))
+        log.info("retrieve top_k=%d -> %d hits in %.1f ms (index %s)", top_k, len(hits),
+                 1e3 * sum(t.seconds for t in timings), cur["version"])
+        return {"hits": [h.to_dict() for h in hits], "timings": [t.to_dict() for t in timings],
+                "index_version": cur["version"], "delta_versions": cur["delta_versions"]}
 
     def info(self) -> dict[str, Any]:
-        return {"passages": self.n_passages}
+        cur = self.current
+        return {"passages": cur["passages"], "index_version": cur["version"], "delta_versions": cur["delta_versions"]}
+
+
+class Retriever(_Versioned):
+    """Hybrid BM25 + dense retrieval (RRF) over the served index version."""
+
+    def _main(self, index, encode):
+        from rayapp.retrieve import HybridRetriever
+
+        return HybridRetriever(index, self.cfg, encode)
+
+    def retrieve(self, question: str, top_k: int) -> dict[str, Any]:
+        cur = self.current  # one version for the whole request, even if a swap lands meanwhile
+        hits, timings = cur["main"].retrieve(question, top_k)
+        return self._answer(cur, hits, timings, question, top_k)
 
 
 class Reranker(_Ready):
@@ -122,43 +182,36 @@ class Embedder(_Ready):
         return out
 
 
-class FunnelRetriever(_Ready):
-    """FunnelRAG over a funnel index: cluster BM25 and the document pre-ranker run here, the passage
-    post-ranker in its own deployment (``post_ranker`` handle) when it is the cross-encoder."""
+class FunnelRetriever(_Versioned):
+    """FunnelRAG over the served funnel index version: cluster BM25 and the document pre-ranker run
+    here, the passage post-ranker in its own deployment (``post_ranker`` handle) when it is the
+    cross-encoder."""
 
-    def __init__(self, index_path: str, cfg: RetrieverConfig, post_ranker: Optional[DeploymentHandle] = None):
-        from rayapp.index import LoadedIndex
-        from rayapp.models import load_sentence_transformer
+    def __init__(self, cfg: RetrieverConfig, post_ranker: Optional[DeploymentHandle] = None):
+        super().__init__(cfg)
+        self.post_ranker = post_ranker if cfg.funnel.post_ranker == "cross" else None
+
+    def _main(self, index, encode):
         from rayapp.retrieve.funnel import FunnelRetriever as _Funnel
 
-        index = LoadedIndex(index_path)
-        emb = index.manifest["embedder"]
-        model = load_sentence_transformer(emb["path"], emb["max_seq_length"])
-        self.post_ranker = post_ranker if cfg.funnel.post_ranker == "cross" else None
-        self.funnel = _Funnel(index, cfg.funnel, lambda q: model.encode(q, normalize_embeddings=True),
-                              remote_post=self.post_ranker is not None)
-        self.n_passages = len(index)
+        return _Funnel(index, self.cfg.funnel, encode, remote_post=self.post_ranker is not None)
 
     async def retrieve(self, question: str, top_k: int) -> dict[str, Any]:
         from rayapp.retrieve.funnel import passage_hits, top_rows
-        from rayapp.types import StageTiming
 
+        cur = self.current
+        funnel = cur["main"]
         if self.post_ranker is None:
-            hits, timings = self.funnel.retrieve(question, top_k)
+            hits, timings = funnel.retrieve(question, top_k)
         else:
-            t, _, _, _, _, cand = self.funnel.coarse(question)
+            t, _, _, _, _, cand = funnel.coarse(question)
             t0 = time.perf_counter()
-            texts = [self.funnel.index.texts[p] for p in cand]
+            texts = [funnel.index.texts[p] for p in cand]
             scores = await self.post_ranker.score.remote(question, texts)
             rows, kept = top_rows(cand, scores, top_k)
             t.rows.append(StageTiming("passages_cross", round(time.perf_counter() - t0, 6), len(cand), len(rows)))
-            hits, timings = passage_hits(self.funnel.index, rows, kept, "funnel"), t.rows
-        log.info("funnel retrieve top_k=%d -> %d hits in %.1f ms", top_k, len(hits),
-                 1e3 * sum(t.seconds for t in timings))
-        return {"hits": [h.to_dict() for h in hits], "timings": [t.to_dict() for t in timings]}
-
-    def info(self) -> dict[str, Any]:
-        return {"passages": self.n_passages}
+            hits, timings = passage_hits(funnel.index, rows, kept, "funnel"), t.rows
+        return self._answer(cur, hits, timings, question, top_k)
 
 
 class Extractor(_Ready):
@@ -801,6 +854,7 @@ class Ingress:
             "passages": ret["hits"],
             "context_ids": gen["context_ids"],
             "timings": timings,
+            "index_version": ret.get("index_version"),
         }
 
     async def _query_events(self, req: QueryRequest, top_k: int):
@@ -818,7 +872,8 @@ class Ingress:
         except HTTPException as e:
             yield event("error", e.detail)
             return
-        yield event("retrieval", {"passages": ret["hits"], "timings": ret["timings"] + stages})
+        yield event("retrieval", {"passages": ret["hits"], "timings": ret["timings"] + stages,
+                                  "index_version": ret.get("index_version")})
         if "evidence" in extra:
             yield event("evidence", extra["evidence"])
         t_gen = time.perf_counter()
