@@ -20,7 +20,10 @@ from typing import Any, Optional, Sequence
 import httpx
 from ray import serve
 
+from pydantic import BaseModel
+
 from rayapp._internal.artifacts import read_manifest
+from rayapp._internal.hashing import file_digest, stable_hash
 from rayapp.config import AppConfig, DeploymentOptions, load_config
 from rayapp.serve._deployments import (Embedder, Extractor, FunnelRetriever, Generator, Ingress, Recommender, Reranker,
                                       Retriever)
@@ -28,6 +31,8 @@ from rayapp.serve._deployments import (Embedder, Extractor, FunnelRetriever, Gen
 __all__ = ["build_app", "app_builder", "start_app", "deploy_app", "served_index_version", "APP_NAME"]
 
 APP_NAME = "rayapp"
+#: the deployments' code: a new rayapp release (or a local edit) redeploys every stage
+_CODE = file_digest(Path(__file__).with_name("_deployments.py"))
 
 
 def _options(cfg: AppConfig, name: str) -> dict[str, Any]:
@@ -67,31 +72,56 @@ def build_app(cfg: AppConfig, index_path: str | Path, deltas: Sequence[str | Pat
         path = cfg.rerank.model or funnel.reranker
         max_length = cfg.rerank.max_length if cfg.rerank.model else funnel.reranker_max_length
         pair_batch = funnel.rerank_batch_size if funnel is not None else 32
-        reranker = serve.deployment(Reranker).options(**_options(cfg, "Reranker")).bind(
-            path, max_length, pair_batch, cfg.rerank.max_batch_size, cfg.rerank.batch_wait_timeout_s)
+        reranker = _bind(Reranker, cfg, "Reranker", path, max_length, pair_batch, cfg.rerank.max_batch_size,
+                         cfg.rerank.batch_wait_timeout_s)
         reranker_name = cfg.rerank.served_name or Path(str(path)).name
     if funnel is not None:
         post = reranker if funnel.post_ranker == "cross" else None
-        retriever = serve.deployment(FunnelRetriever).options(**_options(cfg, "Retriever"), user_config=version).bind(
-            cfg.retriever, post)
+        retriever = _bind(FunnelRetriever, cfg, "Retriever", cfg.retriever, post, user_config=version)
     else:
-        retriever = serve.deployment(Retriever).options(**_options(cfg, "Retriever"), user_config=version).bind(
-            cfg.retriever)
-    generator = serve.deployment(Generator).options(**_options(cfg, "Generator")).bind(cfg.generator)
-    extractor = (serve.deployment(Extractor).options(**_options(cfg, "Extractor")).bind(cfg.extractor)
-                 if cfg.extractor.method != "none" else None)
-    recommender = (serve.deployment(Recommender).options(**_options(cfg, "Recommender")).bind(cfg.recommender)
+        retriever = _bind(Retriever, cfg, "Retriever", cfg.retriever, user_config=version)
+    generator = _bind(Generator, cfg, "Generator", cfg.generator)
+    extractor = _bind(Extractor, cfg, "Extractor", cfg.extractor) if cfg.extractor.method != "none" else None
+    recommender = (_bind(Recommender, cfg, "Recommender", cfg.recommender)
                    if cfg.recommender.model_dir is not None else None)
     embedder, embedder_name = None, None
     if cfg.embeddings.enabled:
         e = cfg.embeddings
         model = e.model or manifest["embedder"]["path"]
         max_seq = e.max_seq_length if e.model else manifest["embedder"]["max_seq_length"]
-        embedder = serve.deployment(Embedder).options(**_options(cfg, "Embedder")).bind(
-            model, max_seq, e.max_batch_size, e.batch_wait_timeout_s)
+        embedder = _bind(Embedder, cfg, "Embedder", model, max_seq, e.max_batch_size, e.batch_wait_timeout_s)
         embedder_name = e.served_name or (e.model if e.model else manifest["embedder"].get("model")) or Path(model).name
-    return Ingress.options(**_options(cfg, "Ingress")).bind(cfg, retriever, generator, extractor, recommender,
-                                                              embedder, reranker, embedder_name, reranker_name)
+    return _bind(Ingress, cfg, "Ingress", cfg, retriever, generator, extractor, recommender, embedder, reranker,
+                 embedder_name, reranker_name)
+
+
+def _arg_key(a: Any) -> Any:
+    if isinstance(a, BaseModel):
+        return a.model_dump(mode="json")
+    if isinstance(a, serve.Application):  # a bound stage: the ingress holds its handle by name
+        return ["handle", a._bound_deployment.name]
+    return a if a is None or isinstance(a, (str, int, float, bool)) else repr(a)
+
+
+def _bind(cls: Any, cfg: AppConfig, name: str, *args: Any, user_config: Optional[dict] = None) -> serve.Application:
+    """``cls`` as deployment ``name`` with its options, bound to ``args``, with a stable version.
+
+    ``serve.run`` gives a deployment without a version a random one, so every redeploy would
+    replace every replica (a rolling update: models reloaded). The version here is a hash of the
+    deployments' code, the options and the arguments, so a redeploy replaces only the deployments
+    whose inputs changed, and a new ``user_config`` (the Retriever's index version) is applied in
+    place. Serve took the public ``version`` option away; ``_internal=True`` is how its own config
+    path sets one. If a later Serve refuses it, every redeploy falls back to a rolling update,
+    which is still zero-downtime but slower."""
+    opts = _options(cfg, name)
+    dep = cls if isinstance(cls, serve.Deployment) else serve.deployment(cls)
+    dep = dep.options(**opts, **({"user_config": user_config} if user_config is not None else {}))
+    version = stable_hash(_CODE, name, opts, [_arg_key(a) for a in args])
+    try:
+        dep = dep.options(version=version, _internal=True)
+    except (TypeError, ValueError):
+        pass
+    return dep.bind(*args)
 
 
 def app_builder(args: dict[str, Any]) -> serve.Application:
