@@ -279,7 +279,7 @@ def run_pipeline(cfg: PipelineConfig, config_dir: Optional[Path] = None) -> dict
 
         if app_cfg is not None:
             app = _deployed_app(app_cfg, reranker_path, extractor_path, cfg.extractor)
-            persistent = not started or cfg.deploy.keep_serving
+            persistent = cfg.deploy.keep_serving
 
             def _deploy(_d: Path) -> dict[str, Any]:
                 from rayapp.serve import APP_NAME, deploy_app
@@ -291,7 +291,7 @@ def run_pipeline(cfg: PipelineConfig, config_dir: Optional[Path] = None) -> dict
                 if r.status_code != 200:
                     raise RuntimeError(f"deploy: the new app answered {r.status_code} to {cfg.deploy.question!r}: {r.text[:300]}")
                 body = r.json()
-                if not cfg.deploy.keep_serving and started:
+                if not persistent:
                     from ray import serve
 
                     serve.delete(APP_NAME)
@@ -310,7 +310,7 @@ def run_pipeline(cfg: PipelineConfig, config_dir: Optional[Path] = None) -> dict
                                      ran=[r["step"] for r in run.rows if r["status"] == "ran"])
         run._save()
     finally:
-        if started and not (cfg.deploy.enabled and cfg.deploy.keep_serving):
+        if started:
             ray.shutdown()
     report = {"name": cfg.name, "state": str(run.state_path), "seconds": round(time.perf_counter() - t_run, 3),
               "steps": run.rows, "index": index}

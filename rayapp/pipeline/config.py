@@ -89,8 +89,10 @@ class DeployStep(StrictModel):
     """Roll the Serve application to the versions the run produced. ``app`` is the AppConfig (inline,
     or ``app_config``, a YAML path relative to the pipeline config); the pipeline sets its index,
     its reranker (``rerank.model``, and the funnel's ``reranker``) and its extractor (``lm``).
-    Without a running cluster (a local one started by the run) the step deploys, asks ``question``
-    and, unless ``keep_serving``, tears the app down: a smoke test of the new versions."""
+    The step deploys (or, when the app already runs, rolls it in place: no request fails) and asks
+    ``question``. With ``keep_serving`` (on a cluster: ``RAY_ADDRESS`` / ``ray job submit``) the app
+    stays up and the step is skipped only while it still serves this run's index version; without
+    it the app is torn down after the answer, a smoke test of the new versions."""
 
     enabled: bool = True
     app: AppConfig = Field(default_factory=AppConfig)
