@@ -39,7 +39,9 @@ class CrossEncoder:
         return cls(model, AutoTokenizer.from_pretrained(str(path)), max_length)
 
     def tokenize(self, queries: Sequence[str], passages: Sequence[str]):
-        return self.tokenizer(list(queries), list(passages), padding=True, truncation="only_second",
+        """Pairs cut to ``max_length`` tokens, from the longer side first: the passage, unless the
+        query is the longer (a query over ``max_length`` must not fail)."""
+        return self.tokenizer(list(queries), list(passages), padding=True, truncation="longest_first",
                               max_length=self.max_length, return_tensors="pt")
 
     def forward(self, queries: Sequence[str], passages: Sequence[str]):

@@ -78,3 +78,11 @@ def test_training_resumes_after_a_failure_and_learns(ray_session, tiny_bert_dir,
     ours = trained.score_pairs([q for q, _ in pairs], [p for _, p in pairs])
     np.testing.assert_allclose(st.predict(pairs, activation_fn=torch.nn.Identity()), ours, rtol=1e-4, atol=1e-5)
     assert train_reranker(cfg)["reused"]
+
+
+def test_a_query_longer_than_max_length_is_scored(tiny_bert_dir):
+    from rayapp.rerank import CrossEncoder
+
+    ce = CrossEncoder.from_pretrained(tiny_bert_dir, max_length=32, num_labels=1)
+    scores = ce.score("word " * 200, ["a short passage", "another passage " * 50])
+    assert scores.shape == (2,) and np.isfinite(scores).all()
