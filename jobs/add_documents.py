@@ -37,9 +37,10 @@ def _run(cfg: AddDocumentsConfig, path) -> None:
         app_path = cfg.app_config if cfg.app_config is None or cfg.app_config.is_absolute() else path.parent / cfg.app_config
         app = load_config(AppConfig, app_path) if app_path else AppConfig()
         t1 = time.perf_counter()
-        deploy_app(app, base, list_deltas(cfg.home, base))
+        deltas = list_deltas(cfg.home, base)
+        deploy_app(app, base, deltas)
         out.update(rolled=True, roll_s=round(time.perf_counter() - t1, 3))
-        print(f"the running app now serves {len(list_deltas(cfg.home, base))} delta(s) (rolled in {out['roll_s']} s)")
+        print(f"the running app now serves {len(deltas)} delta(s) (rolled in {out['roll_s']} s)")
     else:
         print("no running app serves this index: the delta is registered for the next deploy")
     write_json_atomic(Path(cfg.results_dir) / "add_documents.json", out)

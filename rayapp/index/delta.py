@@ -14,9 +14,9 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from rayapp._internal.artifacts import read_manifest, write_json_atomic
 from pydantic import Field
 
+from rayapp._internal.artifacts import read_manifest, write_json_atomic
 from rayapp.config import CorpusConfig, EmbedConfig, IndexConfig, RayConfig, StrictModel, default_home
 
 __all__ = ["build_delta", "list_deltas", "check_delta", "DeltaError", "AddDocumentsConfig"]
@@ -80,7 +80,6 @@ def check_delta(base, delta) -> None:
     b, d = base.manifest["embedder"], delta.manifest["embedder"]
     if (b["path"], b["max_seq_length"]) != (d["path"], d["max_seq_length"]):
         raise DeltaError(f"delta {delta.path} was embedded with {d['path']} but the index {base.path} with {b['path']}")
-
 
 
 class AddDocumentsConfig(StrictModel):

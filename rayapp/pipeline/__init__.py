@@ -145,12 +145,12 @@ def run_pipeline(cfg: PipelineConfig, config_dir: Optional[Path] = None) -> dict
         # corpus: its version is the hash of the sources, so the build itself is the check
         t0 = time.perf_counter()
         corpus = build_corpus(cfg.corpus, cfg.home)
-        run.state["steps"]["corpus"] = {"key": corpus.version, "outputs": {"path": str(corpus.path), "version": corpus.version},
-                                        "seconds": round(time.perf_counter() - t0, 3), "finished_at": time.time()}
+        seconds, outputs = round(time.perf_counter() - t0, 3), {"path": str(corpus.path), "version": corpus.version}
+        run.state["steps"]["corpus"] = {"key": corpus.version, "outputs": outputs, "seconds": seconds,
+                                        "finished_at": time.time()}
         run._save()
-        run.rows.append({"step": "corpus", "status": "skipped" if corpus.cached else "ran",
-                         "seconds": round(time.perf_counter() - t0, 3), "key": corpus.version,
-                         "outputs": {"path": str(corpus.path), "version": corpus.version, **corpus.manifest["counts"]}})
+        run.rows.append({"step": "corpus", "status": "skipped" if corpus.cached else "ran", "seconds": seconds,
+                         "key": corpus.version, "outputs": {**outputs, **corpus.manifest["counts"]}})
         if cfg.fail_after == "corpus":
             raise InjectedFailure("fail_after: stopping after step 'corpus'")
 
