@@ -47,5 +47,6 @@ test: setup browser
 test-slow: setup
 	$(PYTEST) -m "slow" tests
 
+# every benchmark at quick settings, one report (results/quick/bench_all/); BENCH_ARGS=--full for the full ones
 bench: setup
-	$(VENV)/bin/rayapp bench-main --config configs/bench_main.yaml
+	$(VENV)/bin/rayapp bench all $(BENCH_ARGS)

@@ -1,8 +1,8 @@
 """``rayapp add-documents``: make new documents retrievable in a live app without a full rebuild.
 
     rayapp add-documents --config configs/add_documents.yaml
-Builds a delta index over the documents (JSONL; bad lines quarantined and counted) with the base
-index's chunking and embedder, registers it, and when the app serves the base index rolls the
+Builds a delta index over the documents (JSONL, a path relative to the config file; bad lines
+quarantined and counted) with the base index's chunking and embedder, registers it, and when the app serves the base index rolls the
 Retriever to search the delta too (in place). Prints the delta and the seconds each part took.
 """
 
@@ -22,13 +22,17 @@ def _run(cfg: AddDocumentsConfig, path) -> None:
     from rayapp._internal.ray_utils import init_ray
     from rayapp.config import AppConfig, load_config
     from rayapp.index import latest_index
-    from rayapp.index.delta import build_delta, list_deltas
+    from rayapp.index.delta import DeltaError, build_delta, list_deltas
     from rayapp.serve import deploy_app, served_index_version
 
+    try:
+        base = latest_index(cfg.home) if cfg.index_path == "latest" else Path(cfg.index_path)
+    except FileNotFoundError as e:
+        raise DeltaError(f"index_path: {e}") from None
     init_ray(cfg.ray)
-    base = latest_index(cfg.home) if cfg.index_path == "latest" else Path(cfg.index_path)
     t0 = time.perf_counter()
-    info = build_delta(base, cfg.documents, cfg.home, text_field=cfg.text_field, title_field=cfg.title_field,
+    documents = cfg.documents if cfg.documents.is_absolute() else path.parent / cfg.documents
+    info = build_delta(base, documents, cfg.home, text_field=cfg.text_field, title_field=cfg.title_field,
                        id_field=cfg.id_field)
     out = {"base": str(base), "delta": str(info.path), "passages": info.manifest["counts"]["passages"],
            "build_s": round(time.perf_counter() - t0, 3), "rolled": False}

@@ -15,6 +15,7 @@ JOBS = {
     "serve": ("jobs.serve", "deploy the Serve app over the demo config's index and serve until Ctrl-C"),
     "build-corpus": ("jobs.build_corpus", "corpus job: documents, passages, clusters (+ index)"),
     "build-pairs": ("jobs.build_pairs", "training-data job: {query, pos, negs, task, instruction} rows"),
+    "bench": ("jobs.bench_all", "benchmarks: `rayapp bench all [--full|--collect|--only a,b]`, one report"),
     "bench-main": ("jobs.bench_main", "benchmark: the main job's stages, cold vs warm"),
     "bench-embed": ("jobs.bench_embed", "benchmark: Ray Data embedding vs SentenceTransformer.encode"),
     "bench-stream": ("jobs.bench_stream", "benchmark: streaming chunk + dedup of 1M documents"),
@@ -87,6 +88,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return _query(rest)
     if cmd not in JOBS:
         parser.error(f"unknown command {cmd!r}; choose from {', '.join([*JOBS, 'query'])}")
+    if cmd == "bench":
+        if rest[:1] == ["all"]:
+            rest = rest[1:]
+        elif rest[:1] not in (["-h"], ["--help"]):
+            print("rayapp bench: error: the one bench command is `rayapp bench all` (see --help); "
+                  "single benchmarks are bench-<name>", file=sys.stderr)
+            return 2
     module = importlib.import_module(JOBS[cmd][0])
     return module.main(rest)
 

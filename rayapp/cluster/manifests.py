@@ -41,6 +41,9 @@ class JobSpec(StrictModel):
     ttl_after_finished_s: int = Field(default=3600, ge=0)
     #: "gpu": run on a cluster whose workers are the GPU groups only
     workers: Literal["all", "gpu"] = "all"
+    #: "own": a RayCluster made for the job and deleted after it; "shared": submitted to the
+    #: long-lived RayCluster ``<name>`` (``clusterSelector``), so what the job deploys keeps serving
+    cluster: Literal["own", "shared"] = "own"
 
 
 class VMConfig(StrictModel):
@@ -93,6 +96,8 @@ class KubeConfig(StrictModel):
                               active_deadline_s=24 * 3600),
         "train-rec": JobSpec(module="train_rec", config="configs/train_rec.yaml"),
         "bench-serve": JobSpec(module="bench_serve", config="configs/bench_serve.yaml", active_deadline_s=3600),
+        "pipeline": JobSpec(module="pipeline", config="configs/pipeline.yaml", active_deadline_s=12 * 3600,
+                            cluster="shared"),
     })
     serve_config: Path = Path("configs/serve_app.yaml")
     vm: VMConfig = Field(default_factory=VMConfig)
@@ -188,13 +193,15 @@ def build_manifests(cfg: KubeConfig, repo: Path) -> dict[str, Any]:
         "spec": {"serveConfigV2": yaml.safe_dump(serve_cfg, sort_keys=False),
                  "rayClusterConfig": _cluster_spec(cfg, redis=cfg.redis_address is not None)}}
     for name, job in cfg.jobs.items():
-        out[f"k8s/rayjob-{name}.yaml"] = {
-            "apiVersion": "ray.io/v1", "kind": "RayJob", "metadata": _meta(cfg, f"{cfg.name}-{name}"),
-            "spec": {"entrypoint": f"python -m jobs.{job.module} --config {job.config}",
-                     "runtimeEnvYAML": _runtime_env(cfg),
-                     "shutdownAfterJobFinishes": True, "ttlSecondsAfterFinished": job.ttl_after_finished_s,
-                     "activeDeadlineSeconds": job.active_deadline_s,
-                     "rayClusterSpec": _cluster_spec(cfg, workers=job.workers)}}
+        spec = {"entrypoint": f"python -m jobs.{job.module} --config {job.config}",
+                "runtimeEnvYAML": _runtime_env(cfg), "activeDeadlineSeconds": job.active_deadline_s}
+        if job.cluster == "shared":  # KubeRay refuses shutdownAfterJobFinishes with a clusterSelector
+            spec["clusterSelector"] = {"ray.io/cluster": cfg.name}
+        else:
+            spec.update(shutdownAfterJobFinishes=True, ttlSecondsAfterFinished=job.ttl_after_finished_s,
+                        rayClusterSpec=_cluster_spec(cfg, workers=job.workers))
+        out[f"k8s/rayjob-{name}.yaml"] = {"apiVersion": "ray.io/v1", "kind": "RayJob",
+                                          "metadata": _meta(cfg, f"{cfg.name}-{name}"), "spec": spec}
     out["k8s/podmonitor.yaml"] = {
         "apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor", "metadata": _meta(cfg, f"{cfg.name}-ray"),
         "spec": {"selector": {"matchLabels": {"app.kubernetes.io/name": cfg.name}},

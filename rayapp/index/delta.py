@@ -83,9 +83,10 @@ def check_delta(base, delta) -> None:
 
 
 class AddDocumentsConfig(StrictModel):
-    """``rayapp add-documents``: index ``documents`` (JSONL) as a delta of ``index_path`` (a
-    folder, or ``latest``) and, when the Serve app runs over that index on the cluster, roll it to
-    serve the delta too (``app_config``: the AppConfig YAML the app runs with)."""
+    """``rayapp add-documents``: index ``documents`` (JSONL) as a delta of ``index_path`` (a folder,
+    or ``latest``) and, when the Serve app runs over that index on the cluster, roll it to serve the
+    delta too (``app_config``: the AppConfig YAML the app runs with). Relative ``documents`` and
+    ``app_config`` paths are relative to the config file."""
 
     ray: RayConfig = Field(default_factory=RayConfig)
     home: Path = Field(default_factory=default_home)

@@ -73,7 +73,12 @@ def test_jobs_name_modules_and_configs_that_exist(cfg):
         words = spec["entrypoint"].split()
         assert words[:2] == ["python", "-m"] and words[3] == "--config", rel
         assert (REPO / words[4]).is_file(), f"{rel}: config {words[4]} missing"
-        assert spec["shutdownAfterJobFinishes"] is True and spec["activeDeadlineSeconds"] > 0
+        assert spec["activeDeadlineSeconds"] > 0
+        if "clusterSelector" in spec:  # submitted to the long-lived cluster: neither made nor deleted
+            assert spec["clusterSelector"] == {"ray.io/cluster": docs["k8s/raycluster.yaml"]["metadata"]["name"]}
+            assert "rayClusterSpec" not in spec and "shutdownAfterJobFinishes" not in spec, rel
+        else:
+            assert spec["shutdownAfterJobFinishes"] is True and spec["rayClusterSpec"]["headGroupSpec"], rel
         assert yaml.safe_load(spec["runtimeEnvYAML"])["env_vars"]["PYTHONPATH"] == cfg.package_dir
 
 
@@ -86,5 +91,7 @@ def test_cluster_spec_options(cfg):
     gpu = groups["gpu"]["template"]["spec"]["containers"][0]["resources"]["limits"]
     assert gpu["nvidia.com/gpu"] == "1" and "nvidia.com/gpu" not in groups["cpu"]["template"]["spec"]["containers"][0][
         "resources"]["limits"]
+    # the pipeline's deploy step rolls the app on the long-lived cluster, so it runs there
+    assert "clusterSelector" in docs["k8s/rayjob-pipeline.yaml"]["spec"]
     lear = docs["k8s/rayjob-train-lear.yaml"]["spec"]["rayClusterSpec"]["workerGroupSpecs"]
     assert [g["groupName"] for g in lear] == ["gpu"]
