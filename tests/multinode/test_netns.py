@@ -77,6 +77,7 @@ def _train_worker_ips(cluster: NetnsCluster) -> list[str]:
     return sorted(nodes[a["node_id"]] for a in actors if "TrainWorker" in a.get("class_name", ""))
 
 
+@pytest.mark.slow  # about 4 minutes: in make test-slow; the serving cut stays in the default run
 def test_training_across_hosts_resumes_after_a_host_is_cut(netns_cluster, tiny_lm_dir, capsys):
     """Two DeepSpeed workers (gloo) on two hosts; once a checkpoint is on shared storage, the host of
     one worker is cut off. The job restarts its workers on the hosts left, resumes from that

@@ -50,6 +50,37 @@ def statuses(report) -> dict:
     return {r["step"]: r["status"] for r in report["steps"]}
 
 
+def test_a_short_loop_resumes_skips_and_reruns_only_what_changed(ray_session, home, tiny_lm_dir, serve_port,
+                                                                   tmp_path):
+    """The default run's pipeline test: corpus -> pairs -> index -> deploy (no training steps; the
+    whole loop with training is the slow test below)."""
+    from ray import serve
+
+    app = tiny(home, tiny_lm_dir, serve_port, tmp_path)["deploy"]["app"]
+    app["retriever"] = {"kind": "hybrid"}
+    raw = {"name": "short", "home": str(home), "results_dir": str(tmp_path / "results"),
+           "corpus": {"kind": "stdlib", "modules": SMALL_MODULES}, "embed": {"batch_size": 32},
+           "index": {"funnel": False}, "pairs": {"pairs": {"k": 3, "rank_lo": 5, "rank_hi": 30}},
+           "deploy": {"question": "How do I write JSON to a file?", "app": app}, "fail_after": "pairs"}
+    with pytest.raises(InjectedFailure, match="after step 'pairs'"):
+        run_pipeline(PipelineConfig.model_validate(raw))
+    assert list(read_state(home, "short")["steps"]) == ["corpus", "pairs"]
+    raw.pop("fail_after")
+    report = run_pipeline(PipelineConfig.model_validate(raw))
+    assert statuses(report) == {"corpus": "skipped", "pairs": "skipped", "index": "ran", "deploy": "ran"}
+    out = read_state(home, "short")["steps"]
+    assert out["deploy"]["outputs"]["index_version"] == out["index"]["outputs"]["version"]
+    assert "rayapp" not in serve.status().applications  # the smoke deploy was torn down
+    again = run_pipeline(PipelineConfig.model_validate(raw))
+    assert set(statuses(again).values()) == {"skipped"} and read_state(home, "short")["runs"][-1]["ran"] == []
+    # a changed index config rebuilds the index and redeploys; the corpus and the pairs stay
+    raw["index"]["bm25_k1"] = 1.2
+    changed = run_pipeline(PipelineConfig.model_validate(raw))
+    assert {s for s, st in statuses(changed).items() if st == "ran"} == {"index", "deploy"}
+    assert read_state(home, "short")["steps"]["index"]["outputs"]["version"] != out["index"]["outputs"]["version"]
+
+
+@pytest.mark.slow
 def test_the_loop_runs_resumes_and_skips(ray_session, home, tiny_lm_dir, serve_port, tmp_path):
     from ray import serve
 

@@ -91,6 +91,7 @@ def test_two_worker_training_learns_and_resumes(ray_session, tmp_path):
     assert 0 <= out["stage2_test"]["hr@10"] <= 1 and set(out["stage2_test"]) == set(untrained)
 
 
+@pytest.mark.slow
 def test_relative_paths_reach_the_workers(ray_session, tmp_path, monkeypatch):
     """Ray Train workers run in their own directories: a config's relative paths must still work."""
     from rayapp.recommend.train import train_rec
