@@ -287,18 +287,18 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    bars = [(f"{r['bench']}: {f['figure']}", f["ratio"], f["met"]) for r in report["benchmarks"]
+    bars = [(f"{r['bench']}: {f['figure']} / {f['baseline_name']}", f["ratio"], f["met"]) for r in report["benchmarks"]
             for f in r["figures"] if _num(f["ratio"]) and f["ratio"] > 0]
-    fig, ax = plt.subplots(figsize=(9, 0.32 * max(len(bars), 3) + 1.2))
+    fig, ax = plt.subplots(figsize=(10, 0.3 * max(len(bars), 3) + 1.2))
     if bars:
         labels, ratios, met = zip(*bars)
         colors = ["tab:green" if m else "tab:red" if m is False else "tab:gray" for m in met]
         ax.barh(range(len(bars)), ratios, color=colors)
-        ax.set_yticks(range(len(bars)), [lab[:70] for lab in labels], fontsize=7)
+        ax.set_yticks(range(len(bars)), [lab[:90] for lab in labels], fontsize=6)
         ax.invert_yaxis()
         ax.set_xscale("log")
     ax.axvline(1.0, color="black", linewidth=0.8)
-    ax.set_xlabel("ratio to the same run's baseline (log; green: goal met, red: not met, grey: no goal)")
+    ax.set_xlabel("ratio to the same run's baseline (log); green: goal met, red: not met, grey: no goal", fontsize=8)
     ax.set_title(f"rayapp bench all ({report['mode']}), {report['date']}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
