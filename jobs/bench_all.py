@@ -22,7 +22,6 @@ def _names(text: str) -> list[str]:
 
 
 def main(argv=None) -> int:
-    from rayapp.eval import _headlines  # noqa: F401 - registers the benchmarks
     from rayapp.eval.bench_all import BENCHMARKS, REPO, run_benchmarks
 
     p = argparse.ArgumentParser(prog="rayapp bench all", description=__doc__,

@@ -33,6 +33,7 @@ import yaml
 
 from rayapp._internal.artifacts import write_json_atomic
 from rayapp._internal.registry import registrar
+from rayapp.eval import _cell
 
 __all__ = ["BENCHMARKS", "Bench", "Figure", "register_bench", "run_benchmarks", "write_summary_section",
            "config_model"]
@@ -153,7 +154,8 @@ def _run_job(module: str, config: Path, log: Path, timeout_s: float, cwd: Path) 
 def _one(bench: Bench, mode: str, collect: bool, config: Path, out_dir: Path, timeout_s: float,
          cwd: Path) -> dict[str, Any]:
     raw = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-    results_dir = Path(raw.get("results_dir") or f"results/{bench.name}")
+    # where the job writes: its config's results_dir, else its config model's default
+    results_dir = Path(raw.get("results_dir") or config_model(bench).model_fields["results_dir"].default)
     results_dir = results_dir if results_dir.is_absolute() else cwd / results_dir
     row: dict[str, Any] = {"bench": bench.name, "capability": bench.capability, "issue": bench.issue,
                            "command": f"python -m {bench.job} --config {_rel(config, cwd)}",
@@ -211,7 +213,6 @@ def run_benchmarks(mode: Literal["quick", "full"] = "quick", only: Sequence[str]
     """Run (or with ``collect`` only read) the registered benchmarks in registration order, which
     puts a benchmark after those it reads from. ``configs`` replaces a benchmark's config file.
     Returns the report (also written to ``results_dir``)."""
-    from rayapp.eval import _headlines  # noqa: F401 - registers the benchmarks
     from rayapp.eval import machine_info
 
     unknown = sorted((set(only) | set(skip) | set(configs or {})) - set(BENCHMARKS))
@@ -254,7 +255,7 @@ def _fmt(v: Any) -> str:
         if not math.isfinite(v):
             return str(v)
         return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
-    return str(v).replace("|", "\\|").replace("\n", " ")
+    return _cell(v)
 
 
 def render_markdown(report: dict[str, Any], heading: str = "##") -> str:
@@ -322,3 +323,7 @@ def write_summary_section(path: Path, report: dict[str, Any]) -> None:
         first, _, after = text.partition("\n")
         text = f"{first}\n\n{section}\n{after}"
     path.write_text(text, encoding="utf-8")
+
+
+# the registrations (last: they import Figure and register_bench from this module)
+from rayapp.eval import _headlines  # noqa: E402,F401

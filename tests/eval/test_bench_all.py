@@ -9,7 +9,6 @@ import sys
 import pytest
 
 from rayapp.config import load_config
-from rayapp.eval import _headlines  # noqa: F401 - registers the benchmarks
 from rayapp.eval.bench_all import BENCHMARKS, config_model, run_benchmarks, write_summary_section
 from tests.conftest import REPO
 
