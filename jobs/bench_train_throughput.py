@@ -20,17 +20,22 @@ def _run(cfg: BenchThroughputConfig, _path) -> None:
 
     init_ray(cfg.ray)
     r = bench_throughput(cfg)
-    rows = [["plain PyTorch loop (1 process)", 1, r["plain_samples_per_s"], 1.0]]
-    rows += [[f"Ray Train + DeepSpeed ZeRO-{cfg.zero_stage}", int(w), v["samples_per_s"], v["ratio_vs_plain"]]
-             for w, v in r["ray"].items()]
+    runs = [("`worker_env` (rayapp's default)", r)] + ([("unchanged (glibc and Ray defaults)", r["default_env"])]
+                                                     if "default_env" in r else [])
+    rows = []
+    for env, v in runs:
+        rows.append(["plain PyTorch loop (1 process)", env, 1, v["plain_samples_per_s"], 1.0])
+        rows += [[f"Ray Train + DeepSpeed ZeRO-{cfg.zero_stage}", env, int(w), x["samples_per_s"], x["ratio_vs_plain"]]
+                 for w, x in v["ray"].items()]
     write_report(cfg.results_dir, "bench_train_throughput", {**r, "config": cfg.model_dump(mode="json")},
-                 ["loop", "workers", "samples/s", "ratio"], rows,
+                 ["loop", "environment", "workers", "samples/s", "ratio vs plain, same environment"], rows,
                  notes=f"MiniLM, {cfg.batch_size} rows per worker per step (1 query + 1 positive + "
                        f"{cfg.hard_negatives} negatives each), {cfg.steps} steps, first step excluded; "
-                       f"{cfg.torch_threads} torch threads in total.")
+                       f"{cfg.torch_threads} torch threads in total. worker_env: {cfg.worker_env}.")
     print((Path(cfg.results_dir) / "bench_train_throughput.md").read_text())
-    for w, v in r["ray"].items():
-        print(f"ratio Ray Train ({w} worker(s)) / plain loop: {v['ratio_vs_plain']}x")
+    for env, v in runs:
+        for w, x in v["ray"].items():
+            print(f"ratio Ray Train ({w} worker(s), environment {env}) / plain loop: {x['ratio_vs_plain']}x")
 
 
 def main(argv=None) -> int:

@@ -18,6 +18,8 @@ __all__ = [
     "ConfigError",
     "StrictModel",
     "RayConfig",
+    "TRAIN_WORKER_ENV",
+    "worker_env_field",
     "CorpusConfig",
     "ChunkConfig",
     "DedupConfig",
@@ -58,6 +60,22 @@ def default_home() -> Path:
     artifacts of an earlier run.
     """
     return Path(os.environ.get("RAYAPP_HOME", Path.home() / ".cache" / "rayapp")).expanduser()
+
+
+#: Environment variables of every training worker (each trainer config's ``worker_env``; ``{}`` gives
+#: Ray's defaults). Ray Train runs the training loop in a non-main thread of the worker process. glibc
+#: gives such a thread its own malloc arena, whose heaps are capped at 64 MiB, so every large activation
+#: is mapped and unmapped again each step: about 1.6x the page faults of the same loop in a main thread
+#: and a 10-20% slower MiniLM step on CPU (BENCHMARKS.md, issue 4 throughput). One arena with high
+#: mmap and trim thresholds keeps those buffers in the heap across steps.
+TRAIN_WORKER_ENV: dict[str, str] = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_THRESHOLD_": str(256 << 20),
+                                    "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
+
+
+def worker_env_field():
+    """The ``worker_env`` field of a trainer config: a copy of ``TRAIN_WORKER_ENV`` by default."""
+    return Field(default_factory=lambda: dict(TRAIN_WORKER_ENV),
+                 description="environment variables of the Ray Train workers ({} for Ray's defaults)")
 
 
 class RayConfig(StrictModel):

@@ -37,3 +37,15 @@ def init_ray(cfg: RayConfig) -> bool:
     )
     log.info("started a local Ray cluster: %s", ray.cluster_resources())
     return True
+
+
+def train_run_config(name: str, storage_path, *, max_failures: int, worker_env: dict[str, str],
+                     keep_checkpoints: int | None = None):
+    """Ray Train ``RunConfig`` shared by rayapp's trainers: failure retries, checkpoints kept, and the
+    training workers' environment variables (``worker_env``, merged over the job's runtime env;
+    ``{}`` leaves Ray's defaults)."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig
+
+    return RunConfig(name=name, storage_path=str(storage_path), failure_config=FailureConfig(max_failures=max_failures),
+                     checkpoint_config=CheckpointConfig(num_to_keep=keep_checkpoints),
+                     worker_runtime_env={"env_vars": dict(worker_env)} if worker_env else None)

@@ -7,7 +7,7 @@ from typing import Literal, Optional
 
 from pydantic import Field
 
-from rayapp.config import RayConfig, StrictModel
+from rayapp.config import RayConfig, StrictModel, worker_env_field
 
 __all__ = ["SASRecConfig", "Stage1Config", "Stage2Config", "TrainRecConfig"]
 
@@ -61,6 +61,7 @@ class TrainRecConfig(StrictModel):
     workers: int = Field(default=1, ge=1)
     cpus_per_worker: float = Field(default=1.0, gt=0)
     torch_threads: int = Field(default=1, ge=1)
+    worker_env: dict[str, str] = worker_env_field()
     eval_batch_size: int = Field(default=1024, ge=1)
     seed: int = 0
     max_failures: int = Field(default=1, ge=0)

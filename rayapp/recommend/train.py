@@ -230,16 +230,18 @@ def _stage_loop(config: dict[str, Any]) -> None:
 
 
 def _fit(stage: int, cfg: TrainRecConfig, out: Path, extra: dict[str, Any]) -> dict[str, Any]:
-    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train import ScalingConfig
     from ray.train.torch import TorchTrainer
+
+    from rayapp._internal.ray_utils import train_run_config
 
     final = out / f"stage{stage}.pt"
     trainer = TorchTrainer(
         _stage_loop, train_loop_config={"cfg": cfg.model_dump(mode="json"), "stage": stage, "final": str(final),
                                         "output_dir": str(out), **extra},
         scaling_config=ScalingConfig(num_workers=cfg.workers, resources_per_worker={"CPU": cfg.cpus_per_worker}),
-        run_config=RunConfig(name=f"{cfg.name}-stage{stage}", storage_path=str(out / "ray"),
-                             failure_config=FailureConfig(max_failures=cfg.max_failures)))
+        run_config=train_run_config(f"{cfg.name}-stage{stage}", out / "ray", max_failures=cfg.max_failures,
+                                    worker_env=cfg.worker_env))
     t0 = time.perf_counter()
     result = trainer.fit()
     if not final.is_file():

@@ -121,10 +121,11 @@ def run_policy_trainer(loop, cfg, config: dict[str, Any], init: str) -> dict[str
     validated ``cfg``; returns the final folder and the last metrics."""
     import time
 
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from rayapp._internal.artifacts import read_manifest
+    from rayapp._internal.ray_utils import train_run_config
 
     out = Path(cfg.output_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -134,9 +135,8 @@ def run_policy_trainer(loop, cfg, config: dict[str, Any], init: str) -> dict[str
         scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.use_gpu,
                                      resources_per_worker={"CPU": cfg.cpus_per_worker, **cfg.trainer_resources}),
         torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
-        run_config=RunConfig(name=cfg.name, storage_path=str(out / "ray"),
-                             failure_config=FailureConfig(max_failures=cfg.max_failures),
-                             checkpoint_config=CheckpointConfig(num_to_keep=cfg.keep_checkpoints)))
+        run_config=train_run_config(cfg.name, out / "ray", max_failures=cfg.max_failures, worker_env=cfg.worker_env,
+                                    keep_checkpoints=cfg.keep_checkpoints))
     t0 = time.perf_counter()
     result = trainer.fit()
     final = out / "final"

@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
-from rayapp.config import RayConfig, StrictModel
+from rayapp.config import RayConfig, StrictModel, worker_env_field
 from rayapp.train.config import DeepSpeedConfig
 
 __all__ = ["BenchQualityConfig", "BenchThroughputConfig", "qa_training_rows", "bench_quality", "bench_throughput"]
@@ -153,7 +154,9 @@ def bench_quality(cfg: BenchQualityConfig) -> dict[str, Any]:
 
 class BenchThroughputConfig(StrictModel):
     """Samples/s of the Ray Train + DeepSpeed loop vs a plain single-process PyTorch loop, same model,
-    batch and data."""
+    batch, data and thread budget. ``worker_env`` (the trainers' default, ``TRAIN_WORKER_ENV``) is
+    given to the Ray Train workers and to the plain loop's process alike; with
+    ``compare_default_env`` both loops are also timed at one worker with the environment unchanged."""
 
     model: str = "minilm"
     steps: int = 12
@@ -165,6 +168,8 @@ class BenchThroughputConfig(StrictModel):
     zero_stage: int = 1
     n_rows: int = 512
     seed: int = 0
+    worker_env: dict[str, str] = worker_env_field()
+    compare_default_env: bool = True
     results_dir: Path = Path("results/bench_train_throughput")
     ray: RayConfig = RayConfig()
 
@@ -177,8 +182,9 @@ def _synthetic_rows(n: int, k: int, seed: int) -> list[dict[str, Any]]:
             for _ in range(n)]
 
 
-def _plain_loop(cfg: BenchThroughputConfig, rows: list[dict[str, Any]]) -> float:
-    """The same step (encode queries + passages, InfoNCE, AdamW) in one process, no Ray, no DeepSpeed."""
+def _plain_loop(cfg: BenchThroughputConfig) -> float:
+    """The same step (encode queries + passages, InfoNCE, AdamW, clipping) in this process's main thread,
+    no Ray, no DeepSpeed; samples/s after the first step."""
     import torch
 
     from rayapp.embed import Embedder
@@ -188,6 +194,7 @@ def _plain_loop(cfg: BenchThroughputConfig, rows: list[dict[str, Any]]) -> float
 
     torch.set_num_threads(cfg.torch_threads)
     torch.manual_seed(cfg.seed)
+    rows = _synthetic_rows(cfg.n_rows, cfg.hard_negatives, cfg.seed)
     model = Embedder.from_pretrained(resolve_embedder(cfg.model))
     opt = torch.optim.AdamW(model.parameters(), lr=2e-5)
     fill = [r["pos"] for r in rows]
@@ -210,29 +217,61 @@ def _plain_loop(cfg: BenchThroughputConfig, rows: list[dict[str, Any]]) -> float
     return seen / (time.perf_counter() - t0)
 
 
-def bench_throughput(cfg: BenchThroughputConfig) -> dict[str, Any]:
+def _plain_loop_process(cfg: BenchThroughputConfig, env: dict[str, str]) -> float:
+    """``_plain_loop`` in a fresh Python process whose environment is this one's plus ``env`` (glibc
+    reads its malloc settings when a process starts, so they cannot be changed in place)."""
+    import subprocess
+    import sys
+
+    import rayapp
+
+    code = ("import sys; from rayapp.train.bench import BenchThroughputConfig, _plain_loop; "
+            "print(_plain_loop(BenchThroughputConfig.model_validate_json(sys.argv[1])))")
+    path = os.pathsep.join([str(Path(rayapp.__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])
+    done = subprocess.run([sys.executable, "-c", code, cfg.model_dump_json()], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": path, **env})
+    if done.returncode:
+        raise RuntimeError(f"plain loop failed (exit {done.returncode}): {done.stderr[-2000:]}")
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def _ray_loop(cfg: BenchThroughputConfig, data: Path, out: Path, workers: int, env: dict[str, str]) -> float:
+    import shutil
+
     from rayapp.train.config import TrainEmbedderConfig
     from rayapp.train.embedder import train_embedder
 
+    shutil.rmtree(out, ignore_errors=True)
+    tcfg = TrainEmbedderConfig(
+        model=cfg.model, workers=workers, cpus_per_worker=cfg.cpus_per_worker / workers,
+        torch_threads=max(1, cfg.torch_threads // workers), checkpoint_every=cfg.steps, log_every=cfg.steps,
+        seed=cfg.seed, output_dir=out, deepspeed=DeepSpeedConfig(zero_stage=cfg.zero_stage), worker_env=env,
+        stages=[{"name": "tp", "data": str(data), "steps": cfg.steps, "batch_size": cfg.batch_size * workers,
+                 "lr": 2e-5, "hard_negatives": cfg.hard_negatives, "homogeneous_ratio": 1.0}])
+    (summary,) = train_embedder(tcfg)
+    return float(summary["metrics"]["samples_per_s"])
+
+
+def bench_throughput(cfg: BenchThroughputConfig) -> dict[str, Any]:
+    """Both loops with ``cfg.worker_env`` (every worker count), then, with ``compare_default_env``, both
+    with the environment unchanged at one worker. Each Ray figure's ratio is against the plain loop
+    under the same environment. Ray must be initialised."""
     out = Path(cfg.results_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    rows = _synthetic_rows(cfg.n_rows, cfg.hard_negatives, cfg.seed)
     data = out / "rows.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    plain = _plain_loop(cfg, rows)
-    res = {"plain_samples_per_s": round(plain, 2), "ray": {}}
-    for w in cfg.worker_counts:
-        tcfg = TrainEmbedderConfig(
-            model=cfg.model, workers=w, cpus_per_worker=cfg.cpus_per_worker / w, torch_threads=max(1, cfg.torch_threads // w),
-            checkpoint_every=cfg.steps, log_every=cfg.steps, seed=cfg.seed, output_dir=out / f"run-{w}",
-            deepspeed=DeepSpeedConfig(zero_stage=cfg.zero_stage),
-            stages=[{"name": "tp", "data": str(data), "steps": cfg.steps, "batch_size": cfg.batch_size * w,
-                     "lr": 2e-5, "hard_negatives": cfg.hard_negatives, "homogeneous_ratio": 1.0}])
-        import shutil
+    data.write_text("".join(json.dumps(r) + "\n" for r in _synthetic_rows(cfg.n_rows, cfg.hard_negatives, cfg.seed)),
+                    encoding="utf-8")
 
-        shutil.rmtree(out / f"run-{w}", ignore_errors=True)
-        (summary,) = train_embedder(tcfg)
-        rate = float(summary["metrics"]["samples_per_s"])
-        res["ray"][str(w)] = {"samples_per_s": round(rate, 2), "ratio_vs_plain": round(rate / plain, 3),
-                              "threads_per_worker": max(1, cfg.torch_threads // w)}
+    def run(env: dict[str, str], counts: list[int], tag: str) -> dict[str, Any]:
+        plain = _plain_loop_process(cfg, env)
+        ray_rates = {}
+        for w in counts:
+            rate = _ray_loop(cfg, data, out / f"run-{tag}-{w}", w, env)
+            ray_rates[str(w)] = {"samples_per_s": round(rate, 2), "ratio_vs_plain": round(rate / plain, 3),
+                                 "threads_per_worker": max(1, cfg.torch_threads // w)}
+        return {"plain_samples_per_s": round(plain, 2), "ray": ray_rates, "env": dict(env)}
+
+    res = run(cfg.worker_env, cfg.worker_counts, "env")
+    if cfg.compare_default_env:
+        res["default_env"] = run({}, [1], "default")
     return res

@@ -7,11 +7,10 @@ from typing import Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from rayapp.config import RayConfig, StrictModel
+from rayapp.config import RayConfig, StrictModel, worker_env_field
 
 __all__ = ["DeepSpeedConfig", "LoraConfig", "StageConfig", "TrainEmbedderConfig", "SoupConfig", "TrainRerankerConfig",
            "RolloutConfig", "LearRewardConfig", "TrainLearConfig", "TrainSeerConfig"]
-
 
 class DeepSpeedConfig(StrictModel):
     """ZeRO stage 0-2 on CPU (gloo); 3 and bf16 need GPUs."""
@@ -95,6 +94,7 @@ class TrainEmbedderConfig(StrictModel):
     cpus_per_worker: float = Field(default=1.0, gt=0)
     use_gpu: bool = False
     torch_threads: int = Field(default=1, ge=1)
+    worker_env: dict[str, str] = worker_env_field()
     deepspeed: DeepSpeedConfig = DeepSpeedConfig()
     checkpoint_every: int = Field(default=50, ge=1)
     keep_checkpoints: int = Field(default=2, ge=1)
@@ -161,6 +161,7 @@ class TrainRerankerConfig(StrictModel):
     cpus_per_worker: float = Field(default=1.0, gt=0)
     use_gpu: bool = False
     torch_threads: int = Field(default=1, ge=1)
+    worker_env: dict[str, str] = worker_env_field()
     checkpoint_every: int = Field(default=100, ge=1)
     max_failures: int = Field(default=1, ge=0)
     log_every: int = Field(default=10, ge=1)
@@ -216,6 +217,7 @@ class _PolicyTrainConfig(StrictModel):
     trainer_resources: dict[str, float] = {}
     use_gpu: bool = False
     torch_threads: int = Field(default=1, ge=1)
+    worker_env: dict[str, str] = worker_env_field()
     deepspeed: DeepSpeedConfig = DeepSpeedConfig()
     rollout: RolloutConfig = RolloutConfig()
     #: Two-phase rollouts for small models: sample the rationale (at most ``max_reason_tokens``,

@@ -246,10 +246,11 @@ def _save_final(engine, model, config: dict[str, Any], stage: StageConfig, rank:
 def train_embedder(cfg: TrainEmbedderConfig) -> list[dict[str, Any]]:
     """Run every stage in order; returns one summary per stage (output folder, final metrics).
     A stage whose output folder is complete is reused. Ray must be initialised."""
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from rayapp._internal.artifacts import read_manifest
+    from rayapp._internal.ray_utils import train_run_config
     from rayapp.models import resolve_embedder
 
     out_root = Path(cfg.output_dir).resolve()
@@ -282,9 +283,8 @@ def train_embedder(cfg: TrainEmbedderConfig) -> list[dict[str, Any]]:
             scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.use_gpu,
                                          resources_per_worker={"CPU": cfg.cpus_per_worker}),
             torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
-            run_config=RunConfig(name=f"{stage.name}", storage_path=str(out_root / "ray"),
-                                 failure_config=FailureConfig(max_failures=cfg.max_failures),
-                                 checkpoint_config=CheckpointConfig(num_to_keep=cfg.keep_checkpoints)),
+            run_config=train_run_config(stage.name, out_root / "ray", max_failures=cfg.max_failures,
+                                        worker_env=cfg.worker_env, keep_checkpoints=cfg.keep_checkpoints),
         )
         t0 = time.perf_counter()
         result = trainer.fit()

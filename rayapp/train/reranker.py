@@ -140,10 +140,11 @@ def _train_loop(config: dict[str, Any]) -> None:
 def train_reranker(cfg: TrainRerankerConfig, inject_failure_at_step: int | None = None) -> dict[str, Any]:
     """Train (or reuse, when ``output_dir/<name>`` is complete) the reranker; Ray must be initialised.
     ``inject_failure_at_step`` (tests): rank 0 raises once at that step, so the run resumes."""
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from rayapp._internal.artifacts import read_manifest
+    from rayapp._internal.ray_utils import train_run_config
     from rayapp.models import resolve_embedder
     from rayapp.train.embedder import read_training_rows
 
@@ -163,9 +164,8 @@ def train_reranker(cfg: TrainRerankerConfig, inject_failure_at_step: int | None 
         scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.use_gpu,
                                      resources_per_worker={"CPU": cfg.cpus_per_worker}),
         torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
-        run_config=RunConfig(name=cfg.name, storage_path=str(out / "ray"),
-                             failure_config=FailureConfig(max_failures=cfg.max_failures),
-                             checkpoint_config=CheckpointConfig(num_to_keep=2)),
+        run_config=train_run_config(cfg.name, out / "ray", max_failures=cfg.max_failures, worker_env=cfg.worker_env,
+                                    keep_checkpoints=2),
     )
     t0 = time.perf_counter()
     result = trainer.fit()

@@ -103,6 +103,33 @@ def test_cross_device_negatives_match_one_big_batch(ray_session, tmp_path):
     assert torch.allclose(gq, 2 * qa.grad, atol=1e-10)
 
 
+def _env_worker(config):
+    with open(os.path.join(config["dir"], "env.json"), "w") as f:
+        json.dump({k: os.environ.get(k) for k in config["keys"]}, f)
+
+
+def test_training_workers_get_worker_env_on_top_of_the_job_env(ray_session, tmp_path):
+    from ray.train import ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from rayapp._internal.ray_utils import train_run_config
+    from rayapp.config import TRAIN_WORKER_ENV
+
+    cfg = TrainEmbedderConfig(stages=[{"name": "s", "data": str(tmp_path / "rows.jsonl"), "steps": 1}])
+    assert cfg.worker_env == TRAIN_WORKER_ENV and cfg.worker_env is not TRAIN_WORKER_ENV
+    assert TrainEmbedderConfig(worker_env={}, stages=cfg.stages).worker_env == {}
+    keys = [*TRAIN_WORKER_ENV, "TOKENIZERS_PARALLELISM", "PYTHONPATH"]
+    TorchTrainer(_env_worker, train_loop_config={"dir": str(tmp_path), "keys": keys},
+                 scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": 0.5}),
+                 run_config=train_run_config("env", tmp_path / "ray", max_failures=0,
+                                             worker_env={**cfg.worker_env, "MALLOC_ARENA_MAX": "2"})).fit()
+    env = json.loads((tmp_path / "env.json").read_text())
+    assert env["MALLOC_ARENA_MAX"] == "2"
+    assert env["MALLOC_MMAP_THRESHOLD_"] == TRAIN_WORKER_ENV["MALLOC_MMAP_THRESHOLD_"]
+    # merged over the job's runtime env (conftest's ray.init), not in place of it
+    assert env["TOKENIZERS_PARALLELISM"] == "false" and env["PYTHONPATH"]
+
+
 def test_two_stage_training_with_resume_after_a_failure(ray_session, tiny_lm_dir, tmp_path):
     from sentence_transformers import SentenceTransformer
 
