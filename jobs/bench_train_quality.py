@@ -23,17 +23,20 @@ def _run(cfg: BenchQualityConfig, _path) -> None:
     r = bench_quality(cfg)
     base = r["variants"]["base"]["trecqa_map"]
     keys = ["trecqa_map", "trecqa_mrr", "trecqa_ndcg@10", "pubmedqa_ndcg@10", "pubmedqa_recall@10"]
-    rows = [[name] + [round(v[k], 4) for k in keys] + [round(v["trecqa_map"] - base, 4), v["train_s"]]
+    rows = [[name] + [round(v[k], 4) for k in keys]
+            + ["-".join(f"{x:.3f}" for x in r["spread"][name]["trecqa_map"]), round(v["trecqa_map"] - base, 4), v["train_s"]]
             for name, v in r["variants"].items()]
+    goals = "; ".join(f"seed {sd}: {g}" for sd, g in r["goal_per_seed"].items())
     write_report(cfg.results_dir, "bench_train_quality", {**r, "config": cfg.model_dump(mode="json")},
-                 ["variant"] + keys + ["MAP - base", "train s"], rows,
-                 notes=f"{r['rows']} training rows {r['tasks']}; {cfg.steps} steps x batch {cfg.batch_size}, "
-                       f"{cfg.hard_negatives} hard negatives, tau {cfg.tau}.")
+                 ["variant"] + keys + ["TREC-QA MAP min-max over seeds", "MAP - base", "train s"], rows,
+                 notes=f"means over seeds {cfg.seeds}; {r['rows']} training rows {r['tasks']}; {cfg.steps} steps x "
+                       f"batch {cfg.batch_size}, {cfg.hard_negatives} hard negatives, tau {cfg.tau}. Goals per seed: {goals}.")
     print((Path(cfg.results_dir) / "bench_train_quality.md").read_text())
     v = r["variants"]
     for name in v:
         if name != "base":
             print(f"{name}: TREC-QA MAP {v[name]['trecqa_map']:.4f} (base {base:.4f}, ratio {v[name]['trecqa_map'] / base:.3f})")
+    print(f"goals per seed: {goals}")
 
 
 def main(argv=None) -> int:

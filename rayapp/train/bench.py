@@ -11,6 +11,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from pydantic import Field
+
 from rayapp.config import RayConfig, StrictModel, worker_env_field
 from rayapp.train.config import DeepSpeedConfig
 
@@ -60,12 +62,14 @@ class BenchQualityConfig(StrictModel):
     workers: int = 1
     cpus_per_worker: float = 1.5
     torch_threads: int = 2
-    seed: int = 0
+    #: the whole comparison once per seed (training-row negatives, batch order, initialisation of the
+    #: sentence-transformers run); the table reports means, the JSON each seed and the spread
+    seeds: list[int] = Field(default=[0], min_length=1)
     results_dir: Path = Path("results/bench_train_quality")
     ray: RayConfig = RayConfig()
 
 
-def _st_mnrl(cfg: BenchQualityConfig, rows: list[dict[str, Any]], out: Path) -> float:
+def _st_mnrl(cfg: BenchQualityConfig, rows: list[dict[str, Any]], out: Path, seed: int) -> float:
     """sentence-transformers' MultipleNegativesRankingLoss on the same rows, steps, batch and lr."""
     import torch
     from datasets import Dataset
@@ -83,10 +87,10 @@ def _st_mnrl(cfg: BenchQualityConfig, rows: list[dict[str, Any]], out: Path) -> 
         cols[f"negative_{j}"] = [r["negs"][j] for r in rows]
     args = SentenceTransformerTrainingArguments(
         output_dir=str(out / "st_tmp"), max_steps=cfg.steps, per_device_train_batch_size=cfg.batch_size,
-        learning_rate=cfg.lr, warmup_steps=0, logging_steps=10**6, save_strategy="no", report_to=[], seed=cfg.seed,
+        learning_rate=cfg.lr, warmup_steps=0, logging_steps=10**6, save_strategy="no", report_to=[], seed=seed,
         use_cpu=True, dataloader_drop_last=True)
     t0 = time.perf_counter()
-    SentenceTransformerTrainer(model=model, args=args, train_dataset=Dataset.from_dict(cols).shuffle(seed=cfg.seed),
+    SentenceTransformerTrainer(model=model, args=args, train_dataset=Dataset.from_dict(cols).shuffle(seed=seed),
                                loss=MultipleNegativesRankingLoss(model, scale=1 / cfg.tau)).train()
     secs = time.perf_counter() - t0
     model.save(str(out / "st_mnrl"))
@@ -94,31 +98,62 @@ def _st_mnrl(cfg: BenchQualityConfig, rows: list[dict[str, Any]], out: Path) -> 
 
 
 def bench_quality(cfg: BenchQualityConfig) -> dict[str, Any]:
-    """Metrics of every variant; Ray must be initialised."""
+    """Metrics of every variant, means over ``cfg.seeds`` (``per_seed`` holds each seed's, ``spread``
+    the min and max, ``goal_per_seed`` whether the full recipe met issue 4's two goals in that seed);
+    Ray must be initialised."""
     from rayapp.data.sets import load_pubmedqa, load_trecqa
     from rayapp.eval.retrieval import evaluate_embedder
     from rayapp.models import resolve_embedder
+
+    out = Path(cfg.results_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    sets = {"trec_train": load_trecqa(cfg.data_dir, "train"), "trec_test": load_trecqa(cfg.data_dir, "test"),
+            "pub_train": load_pubmedqa(cfg.data_dir, "train"), "pub_test": load_pubmedqa(cfg.data_dir, "test")}
+
+    def evaluate(path: str) -> dict[str, float]:
+        t = evaluate_embedder(path, sets["trec_test"], TREC_INSTRUCTION, mode="candidates")
+        p = evaluate_embedder(path, sets["pub_test"], PUBMED_INSTRUCTION, mode="corpus")
+        return {"trecqa_map": t["map"], "trecqa_mrr": t["mrr"], "trecqa_ndcg@10": t["ndcg@10"],
+                "pubmedqa_ndcg@10": p["ndcg@10"], "pubmedqa_recall@10": p["recall@10"]}
+
+    base = {"path": resolve_embedder(cfg.model), "train_s": 0.0, **evaluate(resolve_embedder(cfg.model))}
+    per_seed, counts = {}, {}
+    for seed in cfg.seeds:
+        seed_out = out if len(cfg.seeds) == 1 else out / f"seed{seed}"
+        counts, trained = _train_variants(cfg, sets, seed, seed_out)
+        per_seed[str(seed)] = {"base": base, **{n: {**r, **evaluate(r["path"])} for n, r in trained.items()}}
+    names = list(per_seed[str(cfg.seeds[0])])
+    variants, spread = {}, {}
+    for n in names:
+        runs = [per_seed[str(sd)][n] for sd in cfg.seeds]
+        keys = [k for k, v in runs[0].items() if isinstance(v, (int, float))]
+        variants[n] = {"path": runs[0]["path"], **{k: float(np.mean([r[k] for r in runs])) for k in keys}}
+        spread[n] = {k: [min(r[k] for r in runs), max(r[k] for r in runs)] for k in keys if k != "train_s"}
+    recipe = next((n for n in ("focal_mix", "soup", "focal", "infonce") if n in names), None)
+    goals = {}
+    if recipe:
+        for sd, v in per_seed.items():
+            g = {"recipe": recipe, "ge_base_plus_0.05": v[recipe]["trecqa_map"] >= base["trecqa_map"] + 0.05}
+            if "st_mnrl" in v:
+                g["ge_st_mnrl"] = v[recipe]["trecqa_map"] >= v["st_mnrl"]["trecqa_map"]
+            goals[sd] = g
+    return {**counts, "seeds": list(cfg.seeds), "variants": variants, "spread": spread, "per_seed": per_seed,
+            "goal_per_seed": goals}
+
+
+def _train_variants(cfg: BenchQualityConfig, sets: dict[str, Any], seed: int, out: Path):
+    """Train every variant of one seed; returns the row counts and ``{variant: {path, train_s}}``."""
     from rayapp.train.config import TrainEmbedderConfig
     from rayapp.train.embedder import train_embedder
     from rayapp.train.soup import model_soup
 
-    out = Path(cfg.results_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    trec_train, trec_test = load_trecqa(cfg.data_dir, "train"), load_trecqa(cfg.data_dir, "test")
-    pub_train, pub_test = load_pubmedqa(cfg.data_dir, "train"), load_pubmedqa(cfg.data_dir, "test")
-    rows = qa_training_rows(trec_train, "trecqa", TREC_INSTRUCTION, cfg.hard_negatives, cfg.seed)
-    rows += qa_training_rows(pub_train, "pubmedqa", PUBMED_INSTRUCTION, cfg.hard_negatives, cfg.seed)[: cfg.pubmedqa_rows]
+    rows = qa_training_rows(sets["trec_train"], "trecqa", TREC_INSTRUCTION, cfg.hard_negatives, seed)
+    rows += qa_training_rows(sets["pub_train"], "pubmedqa", PUBMED_INSTRUCTION, cfg.hard_negatives, seed)[: cfg.pubmedqa_rows]
     data = out / "train_rows.jsonl"
     with open(data, "w", encoding="utf-8") as f:
         for r in rows:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
-
-    def evaluate(path: str) -> dict[str, float]:
-        t = evaluate_embedder(path, trec_test, TREC_INSTRUCTION, mode="candidates")
-        p = evaluate_embedder(path, pub_test, PUBMED_INSTRUCTION, mode="corpus")
-        return {"trecqa_map": t["map"], "trecqa_mrr": t["mrr"], "trecqa_ndcg@10": t["ndcg@10"],
-                "pubmedqa_ndcg@10": p["ndcg@10"], "pubmedqa_recall@10": p["recall@10"]}
-
     stage = {"data": str(data), "steps": cfg.steps, "batch_size": cfg.batch_size, "lr": cfg.lr, "tau": cfg.tau,
              "hard_negatives": cfg.hard_negatives, "homogeneous_ratio": cfg.homogeneous_ratio,
              "max_passage_tokens": cfg.max_passage_tokens}
@@ -128,11 +163,11 @@ def bench_quality(cfg: BenchQualityConfig) -> dict[str, Any]:
         "focal_mix": {"loss": "focal", "gamma": cfg.gamma, "mix_negatives": cfg.mix_negatives,
                       "matryoshka_dims": cfg.matryoshka_dims, "matryoshka_weights": cfg.matryoshka_weights},
     }
-    results = {"base": {"path": resolve_embedder(cfg.model), "train_s": 0.0}}
+    results: dict[str, dict[str, Any]] = {}
     for name in [v for v in cfg.variants if v in recipes]:
         tcfg = TrainEmbedderConfig(model=cfg.model, workers=cfg.workers, cpus_per_worker=cfg.cpus_per_worker,
                                    torch_threads=cfg.torch_threads, checkpoint_every=cfg.steps, log_every=10,
-                                   seed=cfg.seed, output_dir=out / "runs" / name, deepspeed=DeepSpeedConfig(zero_stage=1),
+                                   seed=seed, output_dir=out / "runs" / name, deepspeed=DeepSpeedConfig(zero_stage=1),
                                    stages=[{"name": name, **stage, **recipes[name]}])
         t0 = time.perf_counter()
         (summary,) = train_embedder(tcfg)
@@ -143,13 +178,11 @@ def bench_quality(cfg: BenchQualityConfig) -> dict[str, Any]:
             results["soup"] = {"path": str(model_soup(ingredients, out / "runs" / "soup")), "train_s": 0.0,
                                "ingredients": ingredients}
     if "st_mnrl" in cfg.variants:
-        secs = _st_mnrl(cfg, rows, out / "runs")
+        secs = _st_mnrl(cfg, rows, out / "runs", seed)
         results["st_mnrl"] = {"path": str(out / "runs" / "st_mnrl"), "train_s": round(secs, 1)}
-    for name, r in results.items():
-        r.update(evaluate(r["path"]))
-    return {"rows": len(rows), "tasks": {"trecqa": sum(r["task"] == "trecqa" for r in rows),
-                                          "pubmedqa": sum(r["task"] == "pubmedqa" for r in rows)},
-            "variants": results}
+    counts = {"rows": len(rows), "tasks": {"trecqa": sum(r["task"] == "trecqa" for r in rows),
+                                           "pubmedqa": sum(r["task"] == "pubmedqa" for r in rows)}}
+    return counts, results
 
 
 class BenchThroughputConfig(StrictModel):
