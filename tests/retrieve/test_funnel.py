@@ -81,6 +81,27 @@ def test_no_cutoffs_and_identical_scorers_equal_flat(ix, encode, tiny_cross):
     assert [h.id for h in cross.retrieve(Q, top_k=20)[0]] == [h.id for h in flat.retrieve(Q, top_k=20)[0]]
 
 
+def test_dense_rollup_pre_ranker_rolls_up_passage_cosines(ix, encode):
+    alpha = 0.3
+    f = FunnelRetriever(ix, FunnelConfig(clusters=None, docs=4, passages=3, pre_ranker="dense_rollup",
+                                         post_ranker="dense", alpha=alpha), encode)
+    r = f.run(Q)
+    assert [t.stage for t in r.timings][2] == "docs_dense_rollup"
+    q = np.asarray(encode(Q), dtype=np.float32)
+    want = {}
+    for d, rows in enumerate(ix.doc_passages):
+        cos = np.asarray(ix.vectors[rows]) @ q
+        want[d] = alpha * cos.max() + (1 - alpha) * cos.mean()
+    best = sorted(want, key=lambda d: -want[d])[:4]
+    assert r.docs == best
+    np.testing.assert_allclose(r.doc_scores, [want[d] for d in best], atol=1e-5)
+    # alpha = 1 is MaxP: the best document holds the best passage of the whole corpus
+    top = FunnelRetriever(ix, FunnelConfig(clusters=None, docs=1, passages=1, pre_ranker="dense_rollup",
+                                           post_ranker="dense", alpha=1.0), encode).run(Q)
+    flat = FlatRetriever(ix, "dense", encode).retrieve(Q, top_k=1)[0][0]
+    assert top.passages == [ix.ids.index(flat.id)]
+
+
 def test_no_matching_term_sends_every_cluster_on(ix, encode):
     f = FunnelRetriever(ix, FunnelConfig(clusters=2, docs=3, passages=2, post_ranker="dense"), encode)
     r = f.run("zzqxv qqzzx")
@@ -96,5 +117,7 @@ def test_errors_name_the_problem(small_index, ix, encode):
         FunnelRetriever(LoadedIndex(small_index.path), FunnelConfig(post_ranker="dense"), encode)
     with pytest.raises(ValueError, match="needs a query encoder"):
         FunnelRetriever(ix, FunnelConfig(post_ranker="dense"))
+    with pytest.raises(ValueError, match="'dense_rollup' ranker needs a query encoder"):
+        FunnelRetriever(ix, FunnelConfig(pre_ranker="dense_rollup", post_ranker="cross", reranker="x"), cross=object())
     with pytest.raises(ValueError, match="mode must be bm25, dense or dense_rerank"):
         FlatRetriever(ix, "sparse")
