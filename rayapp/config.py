@@ -218,12 +218,16 @@ class FunnelConfig(StrictModel):
     1. ``clusters``: BM25 over clusters (documents grouped up to S tokens) keeps this many clusters;
     2. ``docs``: the pre-ranker scores the documents of those clusters and keeps this many;
     3. ``passages``: the post-ranker scores the passages of those documents and keeps this many.
-    A count of ``null`` keeps everything. Rankers by name (``rayapp.retrieve.funnel.SCORERS``):
+    A count of ``null`` keeps everything. ``cluster_ranker`` picks stage 1's ranking (``bm25``,
+    ``dense`` centroids, or their ``hybrid`` reciprocal-rank fusion). Rankers by name (``rayapp.retrieve.funnel.SCORERS``):
     ``dense`` (the index's bi-encoder vectors), ``dense_rollup`` (documents by the roll-up
     ``alpha * max + (1 - alpha) * mean`` of their passages' bi-encoder cosines), ``cross`` (the
     cross-encoder folder ``reranker``)."""
 
     clusters: Optional[int] = Field(default=80, ge=1)
+    #: How stage 1 ranks clusters: ``bm25`` (the paper's), ``dense`` (cosine to the mean of the
+    #: cluster's passage vectors) or ``hybrid`` (reciprocal-rank fusion of the two).
+    cluster_ranker: Literal["bm25", "dense", "hybrid"] = "bm25"
     docs: Optional[int] = Field(default=8, ge=1)
     passages: Optional[int] = Field(default=4, ge=1)
     pre_ranker: str = "dense"

@@ -2,7 +2,9 @@
 
 The funnel narrows the candidate set while the unit gets finer and the model stronger:
 
-1. **clusters** (documents grouped up to S tokens): BM25 over each cluster's text keeps ``clusters``;
+1. **clusters** (documents grouped up to S tokens): BM25 over each cluster's text keeps ``clusters``
+   (``cluster_ranker: bm25``, the paper's; ``dense`` ranks by the cosine to the mean of a cluster's
+   passage vectors, ``hybrid`` fuses both rankings by reciprocal rank);
 2. **documents** of those clusters: the pre-ranker (mid capacity: the bi-encoder) keeps ``docs``;
 3. **passages** of those documents: the post-ranker (high capacity: the cross-encoder) keeps
    ``passages``.
@@ -148,6 +150,7 @@ class FunnelRetriever:
             raise ValueError(f"index {index.path} was built without funnel: true; rebuild it with "
                              "index.funnel: true to use the funnel")
         dense = [r for r in (cfg.pre_ranker, cfg.post_ranker) if r.startswith("dense")]
+        dense += [f"{cfg.cluster_ranker} cluster"] if cfg.cluster_ranker != "bm25" else []
         if dense and encode is None:
             raise ValueError(f"the {dense[0]!r} ranker needs a query encoder")
         self.index, self.cfg = index, cfg
@@ -157,6 +160,35 @@ class FunnelRetriever:
                             cfg.rerank_batch_size, encode, cross)
         self.ctx.alpha = cfg.alpha
         self.pre, self.post = SCORERS[cfg.pre_ranker], SCORERS[cfg.post_ranker]
+        self._centroids: Optional[np.ndarray] = None
+
+    def centroids(self) -> np.ndarray:
+        """Each cluster's unit-length mean of its passages' stored vectors (computed once)."""
+        if self._centroids is None:
+            ix = self.index
+            doc_cluster = np.zeros(len(ix.document_ids), dtype=np.int64)
+            for c, docs in enumerate(ix.cluster_docs):
+                doc_cluster[docs] = c
+            cent = np.zeros((len(ix.cluster_ids), ix.vectors.shape[1]), dtype=np.float32)
+            np.add.at(cent, doc_cluster[ix.passage_doc], np.asarray(ix.vectors, dtype=np.float32))
+            self._centroids = cent / np.maximum(np.linalg.norm(cent, axis=1, keepdims=True), 1e-12)
+        return self._centroids
+
+    def rank_clusters(self, query: str, qvec: Optional[np.ndarray], k: int) -> list[int]:
+        """Stage 1: the top ``k`` clusters by ``cluster_ranker``. ``hybrid`` is reciprocal-rank
+        fusion, S(c) = 1 / (60 + rank_bm25(c)) + 1 / (60 + rank_dense(c)) over each ranking's top
+        4k (Cormack et al. 2009). An empty list: BM25 matched nothing (``bm25`` only)."""
+        how = self.cfg.cluster_ranker
+        if how == "bm25":
+            return [c for c, _ in self.index.search_clusters(query, k)]
+        dense = top_rows(range(len(self.index.cluster_ids)), self.centroids() @ qvec, 4 * k if how == "hybrid" else k)[0]
+        if how == "dense":
+            return dense
+        fused: dict[int, float] = {}
+        for ranking in (dense, [c for c, _ in self.index.search_clusters(query, 4 * k)]):
+            for r, c in enumerate(ranking):
+                fused[c] = fused.get(c, 0.0) + 1.0 / (60 + r)
+        return top_rows(list(fused), np.array([fused[c] for c in fused]), k)[0]
 
     def coarse(self, query: str, clusters: Optional[int] = -1, docs: Optional[int] = -1):
         """Stages 1-2: (timings, query vector, kept clusters, kept documents, their scores, the
@@ -165,13 +197,14 @@ class FunnelRetriever:
         n_c = cfg.clusters if clusters == -1 else clusters
         n_d = cfg.docs if docs == -1 else docs
         qvec = None
-        if self.ctx.encode is not None and any(r.startswith("dense") for r in (cfg.pre_ranker, cfg.post_ranker)):
+        if self.ctx.encode is not None and (cfg.cluster_ranker != "bm25"
+                                            or any(r.startswith("dense") for r in (cfg.pre_ranker, cfg.post_ranker))):
             with t.stage("encode_query", n_in=1) as row:
                 qvec = np.asarray(self.ctx.encode(query), dtype=np.float32).reshape(-1)
                 row.n_out = 1
-        with t.stage("clusters_bm25", n_in=len(ix.cluster_ids)) as row:
-            hits = ix.search_clusters(query, n_c) if n_c is not None else []
-            kept_c = [c for c, _ in hits] if hits else list(range(len(ix.cluster_ids)))  # None or no match: all
+        with t.stage(f"clusters_{cfg.cluster_ranker}", n_in=len(ix.cluster_ids)) as row:
+            hits = self.rank_clusters(query, qvec, n_c) if n_c is not None else []
+            kept_c = hits or list(range(len(ix.cluster_ids)))  # None or no BM25 match: all
             row.n_out = len(kept_c)
         cand_d = [d for c in kept_c for d in ix.cluster_docs[c]]
         with t.stage(f"docs_{cfg.pre_ranker}", n_in=len(cand_d)) as row:

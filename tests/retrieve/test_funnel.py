@@ -102,6 +102,36 @@ def test_dense_rollup_pre_ranker_rolls_up_passage_cosines(ix, encode):
     assert top.passages == [ix.ids.index(flat.id)]
 
 
+def test_dense_and_hybrid_cluster_rankers(ix, encode):
+    q = np.asarray(encode(Q), dtype=np.float32)
+    n = len(ix.cluster_ids)
+    cent = np.stack([np.asarray(ix.vectors[[p for d in docs for p in ix.doc_passages[d]]]).mean(axis=0)
+                     for docs in ix.cluster_docs])
+    cos = (cent / np.linalg.norm(cent, axis=1, keepdims=True)) @ q
+    dense_rank = sorted(range(n), key=lambda c: (-cos[c], c))
+    k = 2
+    dense = FunnelRetriever(ix, FunnelConfig(clusters=k, docs=3, passages=2, cluster_ranker="dense",
+                                             post_ranker="dense"), encode)
+    r = dense.run(Q)
+    assert r.clusters == dense_rank[:k] and r.timings[1].stage == "clusters_dense" and r.timings[1].n_out == k
+    bm25_rank = [c for c, _ in ix.search_clusters(Q, 4 * k)]
+    fused = {}
+    for ranking in (dense_rank[: 4 * k], bm25_rank):
+        for i, c in enumerate(ranking):
+            fused[c] = fused.get(c, 0.0) + 1 / (60 + i)
+    want = sorted(fused, key=lambda c: (-fused[c], c))[:k]
+    hybrid = FunnelRetriever(ix, FunnelConfig(clusters=k, docs=3, passages=2, cluster_ranker="hybrid",
+                                              post_ranker="dense"), encode)
+    assert hybrid.run(Q).clusters == want
+    # a cluster ranked first by both rankings is first in the fusion
+    if dense_rank[0] == bm25_rank[0]:
+        assert want[0] == dense_rank[0]
+    with pytest.raises(ValueError, match="'hybrid cluster' ranker needs a query encoder"):
+        FunnelRetriever(ix, FunnelConfig(cluster_ranker="hybrid", pre_ranker="cross", reranker="x"), cross=object())
+    with pytest.raises(ValueError, match="cluster_ranker"):
+        FunnelConfig(cluster_ranker="tfidf", post_ranker="dense")
+
+
 def test_no_matching_term_sends_every_cluster_on(ix, encode):
     f = FunnelRetriever(ix, FunnelConfig(clusters=2, docs=3, passages=2, post_ranker="dense"), encode)
     r = f.run("zzqxv qqzzx")
