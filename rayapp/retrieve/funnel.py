@@ -153,6 +153,7 @@ class FunnelRetriever:
         dense += [f"{cfg.cluster_ranker} cluster"] if cfg.cluster_ranker != "bm25" else []
         if dense and encode is None:
             raise ValueError(f"the {dense[0]!r} ranker needs a query encoder")
+        self.needs_query_vector = bool(dense)
         self.index, self.cfg = index, cfg
         # with remote_post the caller scores stage 3 itself (a Serve post-ranker deployment)
         local_cross = cfg.pre_ranker == "cross" or (cfg.post_ranker == "cross" and not remote_post)
@@ -197,8 +198,7 @@ class FunnelRetriever:
         n_c = cfg.clusters if clusters == -1 else clusters
         n_d = cfg.docs if docs == -1 else docs
         qvec = None
-        if self.ctx.encode is not None and (cfg.cluster_ranker != "bm25"
-                                            or any(r.startswith("dense") for r in (cfg.pre_ranker, cfg.post_ranker))):
+        if self.needs_query_vector:
             with t.stage("encode_query", n_in=1) as row:
                 qvec = np.asarray(self.ctx.encode(query), dtype=np.float32).reshape(-1)
                 row.n_out = 1
