@@ -40,10 +40,13 @@ def _run(cfg: BenchFunnelConfig, _path) -> None:
     init_ray(cfg.ray)
     r = bench_funnel(cfg)
     rows = [[name, round(100 * s["recall"], 1), round(s["s_per_query"], 3), round(s["passages_cross_encoded"], 1),
-             round(s["speedup_vs_flat_rerank"], 2), round(s["recall_diff_points"], 1)] for name, s in r["systems"].items()]
+             round(s["speedup_vs_flat_rerank"], 2), round(s["recall_diff_points"], 1),
+             f"{s['vs_baseline']['only_this']} / {s['vs_baseline']['only_baseline']}",
+             round(s["vs_baseline"]["p_mcnemar"], 3)] for name, s in r["systems"].items()]
     c = r["corpus"]
     write_report(cfg.results_dir, "bench_funnel", {**r, "config": cfg.model_dump(mode="json")},
-                 ["system", f"recall@{cfg.top_k} (%)", "s/query", "passages cross-encoded", "speedup", "recall diff (pts)"],
+                 ["system", f"recall@{cfg.top_k} (%)", "s/query", "passages cross-encoded", "speedup", "recall diff (pts)",
+                  "hit only here / only by baseline", "McNemar p"],
                  rows, notes=f"{c['documents']:,} documents, {c['passages']:,} passages, {c['clusters']} clusters; "
                              f"{r['queries']} PubMedQA test questions; speedup and recall diff against {r['baseline']}.")
     try:
@@ -57,7 +60,10 @@ def _run(cfg: BenchFunnelConfig, _path) -> None:
             print(f"{name}: gold document kept after clusters {100 * g['clusters']:.1f}%, after documents "
                   f"{100 * g['docs']:.1f}%, in the top {cfg.top_k} passages {100 * g['passages']:.1f}%")
     f = r["systems"]["funnel"]
-    print(f"funnel vs {r['baseline']}: {f['speedup_vs_flat_rerank']:.2f}x faster, recall {f['recall_diff_points']:+.1f} points")
+    v = f["vs_baseline"]
+    print(f"funnel vs {r['baseline']}: {f['speedup_vs_flat_rerank']:.2f}x faster, recall {f['recall_diff_points']:+.1f} points "
+          f"({v['only_this']} questions only the funnel got, {v['only_baseline']} only the baseline; "
+          f"exact McNemar p = {v['p_mcnemar']:.3f})")
 
 
 def main(argv=None) -> int:

@@ -11,7 +11,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-__all__ = ["evaluate_run", "dense_run", "candidate_run", "evaluate_embedder"]
+__all__ = ["evaluate_run", "dense_run", "candidate_run", "evaluate_embedder", "paired_hits"]
 
 
 def evaluate_run(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]],
@@ -30,6 +30,22 @@ def evaluate_run(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, floa
     out.update({f"recall@{k}": mean(f"recall_{k}") for k in ks})
     out["queries"] = len(judged)
     return out
+
+
+def paired_hits(a: Sequence[bool], b: Sequence[bool]) -> dict[str, Any]:
+    """Two systems' per-query hits on the same queries: how many only ``a`` got (``only_a``), only
+    ``b`` got (``only_b``), and the exact two-sided McNemar p-value, the binomial probability of a
+    split at least that uneven among the n = only_a + only_b discordant queries,
+    p = min(1, 2 * sum_{i <= min(only_a, only_b)} C(n, i) / 2^n) (McNemar 1947)."""
+    from math import comb
+
+    if len(a) != len(b):
+        raise ValueError(f"paired_hits: {len(a)} hits vs {len(b)}: both systems must see the same queries")
+    only_a = sum(bool(x) and not bool(y) for x, y in zip(a, b))
+    only_b = sum(bool(y) and not bool(x) for x, y in zip(a, b))
+    n = only_a + only_b
+    p = min(1.0, 2 * sum(comb(n, i) for i in range(min(only_a, only_b) + 1)) / 2 ** n) if n else 1.0
+    return {"only_a": only_a, "only_b": only_b, "p_mcnemar": p}
 
 
 def dense_run(encode_queries: Callable[[list[str]], np.ndarray], encode_docs: Callable[[list[str]], np.ndarray],

@@ -96,6 +96,7 @@ def bench_funnel(cfg: BenchFunnelConfig) -> dict[str, Any]:
     import torch
 
     from rayapp.data.sets import load_pubmedqa
+    from rayapp.eval.retrieval import paired_hits
     from rayapp.index import LoadedIndex
     from rayapp.models import load_sentence_transformer
     from rayapp.rerank import CrossEncoder
@@ -151,10 +152,13 @@ def bench_funnel(cfg: BenchFunnelConfig) -> dict[str, Any]:
                                  "docs": float(np.mean([k[1] for k in p["kept"]])),
                                  "passages": float(np.mean(p["ok"]))}} if p["kept"] else {})}
         for name, p in per.items()}
-    base = out[f"flat dense + rerank {cfg.flat_candidates[0]}"]
-    for r in out.values():
+    base_name = f"flat dense + rerank {cfg.flat_candidates[0]}"
+    base = out[base_name]
+    for name, r in out.items():
         r["speedup_vs_flat_rerank"] = base["s_per_query"] / r["s_per_query"]
         r["recall_diff_points"] = 100 * (r["recall"] - base["recall"])
+        pair = paired_hits(per[name]["ok"], per[base_name]["ok"])  # is the recall difference more than chance?
+        r["vs_baseline"] = {"only_this": pair["only_a"], "only_baseline": pair["only_b"], "p_mcnemar": pair["p_mcnemar"]}
     return {"corpus": {"documents": info.manifest["counts"]["documents"], "passages": info.manifest["counts"]["passages"],
                        "clusters": info.manifest["counts"]["clusters"], "distractor_docs": cfg.distractor_docs,
                        "build_s": round(build_s, 1), "index": str(info.path)},

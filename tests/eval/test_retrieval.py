@@ -36,3 +36,18 @@ def test_rouge_l_and_prefix_agreement():
     assert rouge_l("", "x") == 0.0 and rouge_l("x y", "z") == 0.0
     assert prefix_agreement([1, 2, 3], [1, 2, 4], n=32) == 2 / 3
     assert prefix_agreement([1, 2], [1, 2, 3, 4], n=2) == 1.0 and prefix_agreement([], []) == 1.0
+
+
+def test_paired_hits_counts_discordant_queries_and_exact_mcnemar_p():
+    from rayapp.eval.retrieval import paired_hits
+
+    a = [True, True, False, True, False, True]
+    b = [True, False, True, False, False, False]
+    r = paired_hits(a, b)
+    assert (r["only_a"], r["only_b"]) == (3, 1)
+    # n = 4 discordant, min = 1: p = 2 * (C(4,0) + C(4,1)) / 16 = 0.625
+    assert r["p_mcnemar"] == pytest.approx(0.625)
+    assert paired_hits([True], [True])["p_mcnemar"] == 1.0
+    assert paired_hits([True] * 8, [False] * 8)["p_mcnemar"] == pytest.approx(2 / 256)
+    with pytest.raises(ValueError, match="same queries"):
+        paired_hits([True], [True, False])
