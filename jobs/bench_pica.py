@@ -27,7 +27,9 @@ def _run(cfg: BenchPicaConfig, _path) -> None:
                  notes=f"{r['queries']} PubMedQA test questions with their abstracts ({cfg.context_words} words), "
                        f"{r['demos']} train demonstrations, greedy, max {cfg.max_new_tokens} new tokens, "
                        f"PICA prior tokens {cfg.pica.prior_tokens}, layers {r['layers']}; "
-                       f"{r['modes']['pica']['finished_in_few_shot']} answers finished in the few-shot stage.")
+                       f"{r['modes']['pica']['finished_in_few_shot']} answers finished in the few-shot stage"
+                       + (f"; the task-level vector took {r['task_vector_s']:.1f} s once" if r["task_vector_s"] else "")
+                       + (". Fixed length: stop strings ignored." if cfg.fixed_length else "."))
     print((Path(cfg.results_dir) / "bench_pica.md").read_text())
     print(f"PICA vs ICL: {r['modes']['pica']['speedup_vs_icl']:.2f}x faster, "
           f"ROUGE-L to ICL {r['modes']['pica']['rouge_l_vs_icl']:.3f}")

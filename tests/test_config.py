@@ -85,7 +85,7 @@ def test_job_configs_load():
 
     for name, model in [("train_reranker.yaml", TrainRerankerConfig), ("train_l2g.yaml", L2GConfig),
                         ("bench_reranker.yaml", BenchRerankerConfig), ("bench_funnel.yaml", BenchFunnelConfig),
-                        ("bench_funnel_scale.yaml", BenchFunnelConfig), ("bench_pica.yaml", BenchPicaConfig), ("bench_pica_fixed.yaml", BenchPicaConfig),
+                        ("bench_funnel_scale.yaml", BenchFunnelConfig), ("bench_pica.yaml", BenchPicaConfig), ("bench_pica_fixed.yaml", BenchPicaConfig), ("bench_pica_long.yaml", BenchPicaConfig),
                         ("bench_batching.yaml", BenchBatchingConfig), ("pica_vectors.yaml", PicaVectorsConfig),
                         ("bench_ann.yaml", BenchANNConfig), ("build_corpus.yaml", BuildCorpusConfig), ("bench_embed.yaml", BenchEmbedConfig),
                         ("bench_stream.yaml", BenchStreamConfig), ("train_embedder.yaml", TrainEmbedderConfig),
