@@ -29,7 +29,7 @@ def _run(cfg: BenchPicaConfig, _path) -> None:
                        f"PICA prior tokens {cfg.pica.prior_tokens}, layers {r['layers']}; "
                        f"{r['modes']['pica']['finished_in_few_shot']} answers finished in the few-shot stage"
                        + (f"; the task-level vector took {r['task_vector_s']:.1f} s once" if r["task_vector_s"] else "")
-                       + (". Fixed length: stop strings and EOS ignored." if cfg.fixed_length else "."))
+                       + (". Fixed length: stop strings ignored." if cfg.fixed_length else "."))
     print((Path(cfg.results_dir) / "bench_pica.md").read_text())
     print(f"PICA vs ICL: {r['modes']['pica']['speedup_vs_icl']:.2f}x faster, "
           f"ROUGE-L to ICL {r['modes']['pica']['rouge_l_vs_icl']:.3f}")

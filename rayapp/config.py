@@ -296,8 +296,6 @@ class PicaConfig(StrictModel):
     dummy_queries: list[str] = ["Tell me about this.", "What should I know?", "Explain it to me.",
                                 "Give me an answer.", "Can you help with this question?"]
     max_new_tokens: int = Field(default=256, ge=1)
-    #: Decode past EOS to max_new_tokens (vLLM's ``ignore_eos``): equal-length answers for benchmarks.
-    ignore_eos: bool = False
 
 
 class GeneratorConfig(StrictModel):

@@ -30,8 +30,8 @@ class BenchPicaConfig(StrictModel):
     queries: int = Field(default=20, ge=1)
     context_words: int = Field(default=120, ge=10)
     max_new_tokens: int = Field(default=128, ge=1)
-    #: Ignore stop strings and EOS: every mode writes exactly max_new_tokens tokens, so the times
-    #: compare equal work (answers that stop at different lengths otherwise dominate).
+    #: Ignore stop strings (EOS still ends an answer): every mode writes up to max_new_tokens tokens,
+    #: so the times compare equal work (answers that stop at different lengths otherwise dominate).
     fixed_length: bool = False
     pica: PicaConfig = PicaConfig()
     #: Also run PICA's task-level mode: one vector averaged over ``pica.dummy_queries`` (computed
@@ -66,7 +66,7 @@ def bench_pica(cfg: BenchPicaConfig) -> dict[str, Any]:
 
     torch.set_num_threads(cfg.torch_threads)
     tok, model = load_causal_lm(cfg.model)
-    p = Pica(tok, model, cfg.pica.model_copy(update={"stop": ["\x00never\x00"], "ignore_eos": True}) if cfg.fixed_length else cfg.pica)
+    p = Pica(tok, model, cfg.pica.model_copy(update={"stop": ["\x00never\x00"]}) if cfg.fixed_length else cfg.pica)
     demos, test = pubmedqa_demos(cfg.data_dir, cfg.demos, cfg.context_words)
     test = test[: cfg.queries]
     p.icl(test[0][0], demos, max_new_tokens=4)  # warm up

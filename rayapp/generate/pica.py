@@ -99,15 +99,13 @@ def _stopped(tokenizer, ids: list[int], stop: list[str], eos: set[int]) -> bool:
 
 
 def greedy_decode(model, tokenizer, ids: list[int], max_new_tokens: int, stop: list[str],
-                  hook_modules: Optional[list] = None, prefill_hook=None,
-                  eos: Optional[set[int]] = None) -> tuple[list[int], int, float, float]:
+                  hook_modules: Optional[list] = None, prefill_hook=None) -> tuple[list[int], int, float, float]:
     """Greedy decoding of ``ids`` with a KV cache; ``prefill_hook`` (``fn(i, output)``) runs on
     ``hook_modules`` during the prefill pass only. Returns (new ids, KV cache length, prefill
-    seconds, decode seconds); stops after an ``eos`` id (default: the model's) or a stop string
-    (both kept in the ids). ``eos=set()`` decodes past EOS to ``max_new_tokens``."""
+    seconds, decode seconds); stops after EOS or a stop string (both kept in the ids)."""
     import torch
 
-    eos = _eos_ids(model, tokenizer) if eos is None else eos
+    eos = _eos_ids(model, tokenizer)
     kw = _cache_kw(model)
     t0 = time.perf_counter()
     new: list[int] = []
@@ -185,7 +183,7 @@ class Pica:
         self.n_layers = min(depth, cfg.layers or max(1, round(9 / 32 * depth)))
         self.modules = _hook_modules(model, self.n_layers)
         self.sep_ids = tokenizer(cfg.separator, add_special_tokens=False)["input_ids"]
-        self.eos = set() if cfg.ignore_eos else _eos_ids(model, tokenizer)
+        self.eos = _eos_ids(model, tokenizer)
 
     # ------------------------------------------------------------------------------------ prompts
     def prompt(self, query: str, demos: list[Demo], system: Optional[str] = None) -> tuple[list[int], list[int]]:
@@ -235,7 +233,7 @@ class Pica:
         """Vanilla in-context learning: the few-shot prompt decoded to the end."""
         n = max_new_tokens or self.cfg.max_new_tokens
         ids, _ = self.prompt(query, demos, system)
-        new, cache, p, d = greedy_decode(self.model, self.tok, ids, n, self.cfg.stop, eos=self.eos)
+        new, cache, p, d = greedy_decode(self.model, self.tok, ids, n, self.cfg.stop)
         return self._finish(new, len(ids), n, "few_shot", {"few_shot": cache}, {"prefill": p, "decode": d})
 
     def zero_shot(self, query: str, max_new_tokens: Optional[int] = None, system: Optional[str] = None,
@@ -257,7 +255,7 @@ class Pica:
 
             hook = inject
         new, cache, p, d = greedy_decode(self.model, self.tok, ids + list(prior), n - len(prior), self.cfg.stop,
-                                         self.modules, hook, self.eos) if n > len(prior) else ([], len(ids) + len(prior), 0.0, 0.0)
+                                         self.modules, hook) if n > len(prior) else ([], len(ids) + len(prior), 0.0, 0.0)
         return self._finish(list(prior) + new, len(ids) + len(prior), n, "zero_shot", {"zero_shot": cache},
                             {"prefill": p, "decode": d})
 
@@ -275,7 +273,7 @@ class Pica:
             ids, pos = self.prompt(query, demos, system)
             capture = _Capture(pos) if vector is None else None
             prior, cache["few_shot"], _, _ = greedy_decode(self.model, self.tok, ids, k, self.cfg.stop,
-                                                           self.modules, capture, self.eos)
+                                                           self.modules, capture)
             secs["few_shot"] = time.perf_counter() - t0
             done = _stopped(self.tok, prior, self.cfg.stop, self.eos) if prior else False
             if done or len(prior) >= n:

@@ -131,19 +131,3 @@ def test_pica_vectors_job_stores_and_reuses(tiny_lm_dir, tmp_path, capsys):
     bad.write_text(f"model: {tiny_lm_dir}\ntasks:\n  qa:\n    - query: q\n      answr: a\n", encoding="utf-8")
     assert main(["--config", str(bad)]) != 0
     assert "tasks.qa.0.answr: unknown key" in capsys.readouterr().err
-
-
-def test_ignore_eos_decodes_to_the_token_limit(lm):
-    tok, model = lm
-    first = pica(lm).zero_shot(Q, max_new_tokens=1).token_ids[0]
-    old = model.generation_config.eos_token_id
-    model.generation_config.eos_token_id = first  # greedy's first token is now EOS
-    try:
-        stopped = pica(lm).zero_shot(Q, max_new_tokens=6)
-        full = pica(lm, ignore_eos=True)
-        assert stopped.token_ids == [first] and stopped.finish_reason == "stop"
-        assert len(full.zero_shot(Q, max_new_tokens=6).token_ids) == 6
-        assert len(full.icl(Q, DEMOS, max_new_tokens=6).token_ids) == 6
-        assert len(full.generate(Q, DEMOS, max_new_tokens=6).token_ids) == 6
-    finally:
-        model.generation_config.eos_token_id = old
