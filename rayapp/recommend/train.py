@@ -23,7 +23,8 @@ import numpy as np
 from rayapp.recommend.config import TrainRecConfig
 from rayapp.recommend.data import SeqData, pad_right
 
-__all__ = ["load_interactions", "training_examples", "same_target_partner", "evaluate", "train_rec"]
+__all__ = ["load_interactions", "training_examples", "same_target_partner", "length_bucketed_batches", "evaluate",
+           "train_rec"]
 
 
 def load_interactions(cfg: TrainRecConfig) -> SeqData:
@@ -65,14 +66,47 @@ def same_target_partner(targets: np.ndarray, rng: np.random.Generator) -> np.nda
     return out
 
 
-def _encode(model, ids: np.ndarray, lens: np.ndarray, batch: int):
+def length_bucketed_batches(order: np.ndarray, lens: np.ndarray, batch: int, rng: np.random.Generator,
+                            pool: int = 50) -> list[np.ndarray]:
+    """``order`` cut into batches of ``batch`` examples of similar length, in random order.
+
+    Consecutive pools of ``pool`` batches (taken from the already shuffled ``order``) are sorted by
+    length and cut into batches; the batches are then shuffled. Every example appears once, and a
+    batch is as random as its pool, but each batch can be cut to its own longest sequence
+    (:func:`_trim`): most prefixes are much shorter than ``max_len``.
+    """
+    batches = []
+    for p in range(0, len(order), batch * pool):
+        chunk = order[p: p + batch * pool]
+        chunk = chunk[np.argsort(lens[chunk], kind="stable")]
+        batches.extend(chunk[b: b + batch] for b in range(0, len(chunk), batch))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def _trim(ids: np.ndarray, lens: np.ndarray, idx: np.ndarray):
+    """Rows ``idx`` as tensors, cut to their longest sequence. Sequences are right-padded and the
+    encoder is causal, so the positions dropped (padding after every row's last item) cannot change
+    any row's representation."""
     import torch
 
-    outs = []
+    sub = lens[idx]
+    return torch.from_numpy(ids[idx, : max(1, int(sub.max()))]), torch.from_numpy(sub)
+
+
+def _encode(model, ids: np.ndarray, lens: np.ndarray, batch: int):
+    """Representations of all rows, computed in batches of similar length, in the rows' order."""
+    import torch
+
+    by_len = np.argsort(lens, kind="stable")
+    out = None
     with torch.no_grad():
         for b in range(0, len(ids), batch):
-            outs.append(model(torch.from_numpy(ids[b: b + batch]), torch.from_numpy(lens[b: b + batch])))
-    return torch.cat(outs)
+            idx = by_len[b: b + batch]
+            h = model(*_trim(ids, lens, idx))
+            if out is None:
+                out = torch.empty(len(ids), h.shape[1], dtype=h.dtype)
+            out[torch.from_numpy(idx)] = h
+    return out
 
 
 def _memory_bank(model, seqs: list[list[int]], cfg: TrainRecConfig):
@@ -106,17 +140,19 @@ def evaluate(model, data: SeqData, part: str, cfg: TrainRecConfig, ra=None, bank
     hist, targets = data.split(part)
     users = np.array([u for u, s in enumerate(data.seqs) if len(s) >= 3], dtype=np.int64)
     ids, lens = pad_right(hist, cfg.model.max_len)
+    hist_lens = np.array([len(x) for x in hist], dtype=np.int64)
+    by_len = np.argsort(lens, kind="stable")
     model.eval()
-    ranks = []
+    ranks = np.zeros(len(ids), dtype=np.int64)
     with torch.no_grad():
         for b in range(0, len(ids), cfg.eval_batch_size):
-            sl = slice(b, b + cfg.eval_batch_size)
-            h = model(torch.from_numpy(ids[sl]), torch.from_numpy(lens[sl]))
+            sl = by_len[b: b + cfg.eval_batch_size]
+            h = model(*_trim(ids, lens, sl))
             if ra is not None:
                 ra.eval()
-                h = _augment(ra, bank, h, users[sl], np.array([len(x) for x in hist[sl]]), cfg.stage2)
-            ranks.append(target_ranks(model.scores(h).numpy(), targets[sl]))
-    return full_ranking_metrics(np.concatenate(ranks), ks)
+                h = _augment(ra, bank, h, users[sl], hist_lens[sl], cfg.stage2)
+            ranks[sl] = target_ranks(model.scores(h).numpy(), targets[sl])
+    return full_ranking_metrics(ranks, ks)
 
 
 def _stage_loop(config: dict[str, Any]) -> None:
@@ -174,21 +210,21 @@ def _stage_loop(config: dict[str, Any]) -> None:
             raise RuntimeError(f"injected failure at epoch {epoch}")
         t0 = time.perf_counter()
         rng = np.random.default_rng([cfg.seed, stage, epoch])
-        order = rng.permutation(len(ex["targets"]))[rank::world]
+        perm = rng.permutation(len(ex["targets"]))
+        # as torch's DistributedSampler: wrap around so that every worker gets as many batches
+        order = np.concatenate([perm, perm[: (-len(perm)) % world]])[rank::world]
         partner = same_target_partner(ex["targets"], rng) if stage == 1 and cfg.stage1.cl_weight > 0 else None
         net.train()
         total, n = 0.0, 0
-        for b in range(0, len(order), per):
-            idx = order[b: b + per]
-            ids, lens = torch.from_numpy(ex["ids"][idx]), torch.from_numpy(ex["lens"][idx])
+        for idx in length_bucketed_batches(order, ex["lens"], per, rng):
+            ids, lens = _trim(ex["ids"], ex["lens"], idx)
             tgt = torch.from_numpy(ex["targets"][idx])
             if stage == 1:
                 h = net(ids, lens)
                 loss = next_item_loss(inner.scores(h), tgt)
                 if partner is not None:
-                    j = partner[idx]
                     h2 = net(ids, lens)  # a second dropout pass
-                    hp = net(torch.from_numpy(ex["ids"][j]), torch.from_numpy(ex["lens"][j]))
+                    hp = net(*_trim(ex["ids"], ex["lens"], partner[idx]))
                     loss = loss + cfg.stage1.cl_weight * duorec_contrastive_loss(h2, hp, cfg.stage1.tau)
             else:
                 with torch.no_grad():

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from rayapp.recommend.config import TrainRecConfig
-from rayapp.recommend.train import evaluate, load_interactions, same_target_partner, training_examples
+from rayapp.recommend.train import (evaluate, length_bucketed_batches, load_interactions, same_target_partner,
+                                    training_examples)
 
 
 def cyclic_file(path, users=80, items=30, length=8, seed=0):
@@ -37,6 +38,40 @@ def test_training_examples_and_partners():
     t = np.array([7, 7, 7, 9, 8, 8])
     p = same_target_partner(t, np.random.default_rng(0))
     assert (t[p] == t).all() and p[3] == 3 and all(p[i] != i for i in (0, 1, 2, 4, 5))
+
+
+def test_length_buckets_cover_every_example_once_and_group_lengths():
+    rng = np.random.default_rng(0)
+    lens = rng.integers(1, 51, size=1000)
+    order = rng.permutation(1000)
+    batches = length_bucketed_batches(order, lens, 16, np.random.default_rng(1), pool=10)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(1000))
+    assert max(map(len, batches)) == 16
+    spread = np.mean([np.ptp(lens[b]) for b in batches])
+    random_spread = np.mean([np.ptp(lens[order[b: b + 16]]) for b in range(0, 1000, 16)])
+    assert spread < random_spread / 4
+    # the batches come in random order, not sorted by length
+    firsts = [lens[b].min() for b in batches]
+    assert firsts != sorted(firsts)
+
+
+def test_batches_cut_to_their_longest_sequence_give_the_same_representations():
+    from rayapp.recommend.data import pad_right
+    from rayapp.recommend.sasrec import SASRec
+    from rayapp.recommend.train import _encode, _trim
+
+    torch.manual_seed(0)
+    m = SASRec(30, 16, 2, 2, 32, 0.1, 12).eval()
+    rng = np.random.default_rng(0)
+    seqs = [rng.integers(1, 31, size=rng.integers(1, 15)).tolist() for _ in range(40)]
+    ids, lens = pad_right(seqs, 12)
+    with torch.no_grad():
+        full = m(torch.from_numpy(ids), torch.from_numpy(lens))
+        short = np.flatnonzero(lens <= 4)
+        t_ids, t_lens = _trim(ids, lens, short)
+        assert t_ids.shape[1] == 4
+        assert torch.allclose(m(t_ids, t_lens), full[short], atol=1e-5)
+    assert torch.allclose(_encode(m, ids, lens, batch=7), full, atol=1e-5)
 
 
 def test_alpha_one_reproduces_the_backbone(tmp_path):
