@@ -93,6 +93,17 @@ def _trim(ids: np.ndarray, lens: np.ndarray, idx: np.ndarray):
     return torch.from_numpy(ids[idx, : max(1, int(sub.max()))]), torch.from_numpy(sub)
 
 
+def _forward_in_length_groups(net, ids: np.ndarray, lens: np.ndarray, idx: np.ndarray, groups: int = 4):
+    """``net`` on rows ``idx`` (with gradients), as ``groups`` sub-batches of similar length, each cut
+    to its longest sequence; the outputs come back in ``idx``'s order. For rows of mixed lengths
+    (DuoRec's same-target partners) this saves most of the padded positions."""
+    import torch
+
+    by_len = np.argsort(lens[idx], kind="stable")
+    parts = [net(*_trim(ids, lens, idx[g])) for g in np.array_split(by_len, min(groups, len(idx))) if len(g)]
+    return torch.cat(parts)[torch.from_numpy(np.argsort(by_len))]
+
+
 def _encode(model, ids: np.ndarray, lens: np.ndarray, batch: int):
     """Representations of all rows, computed in batches of similar length, in the rows' order."""
     import torch
@@ -224,7 +235,7 @@ def _stage_loop(config: dict[str, Any]) -> None:
                 loss = next_item_loss(inner.scores(h), tgt)
                 if partner is not None:
                     h2 = net(ids, lens)  # a second dropout pass
-                    hp = net(*_trim(ex["ids"], ex["lens"], partner[idx]))
+                    hp = _forward_in_length_groups(net, ex["ids"], ex["lens"], partner[idx])
                     loss = loss + cfg.stage1.cl_weight * duorec_contrastive_loss(h2, hp, cfg.stage1.tau)
             else:
                 with torch.no_grad():

@@ -58,7 +58,7 @@ def test_length_buckets_cover_every_example_once_and_group_lengths():
 def test_batches_cut_to_their_longest_sequence_give_the_same_representations():
     from rayapp.recommend.data import pad_right
     from rayapp.recommend.sasrec import SASRec
-    from rayapp.recommend.train import _encode, _trim
+    from rayapp.recommend.train import _encode, _forward_in_length_groups, _trim
 
     torch.manual_seed(0)
     m = SASRec(30, 16, 2, 2, 32, 0.1, 12).eval()
@@ -72,6 +72,9 @@ def test_batches_cut_to_their_longest_sequence_give_the_same_representations():
         assert t_ids.shape[1] == 4
         assert torch.allclose(m(t_ids, t_lens), full[short], atol=1e-5)
     assert torch.allclose(_encode(m, ids, lens, batch=7), full, atol=1e-5)
+    mixed = rng.permutation(40)[:13]
+    with torch.no_grad():
+        assert torch.allclose(_forward_in_length_groups(m, ids, lens, mixed), full[mixed], atol=1e-5)
 
 
 def test_alpha_one_reproduces_the_backbone(tmp_path):
