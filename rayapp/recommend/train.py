@@ -108,16 +108,8 @@ def _encode(model, ids: np.ndarray, lens: np.ndarray, batch: int):
     """Representations of all rows, computed in batches of similar length, in the rows' order."""
     import torch
 
-    by_len = np.argsort(lens, kind="stable")
-    out = None
     with torch.no_grad():
-        for b in range(0, len(ids), batch):
-            idx = by_len[b: b + batch]
-            h = model(*_trim(ids, lens, idx))
-            if out is None:
-                out = torch.empty(len(ids), h.shape[1], dtype=h.dtype)
-            out[torch.from_numpy(idx)] = h
-    return out
+        return _forward_in_length_groups(model, ids, lens, np.arange(len(ids)), groups=-(-len(ids) // batch))
 
 
 def _memory_bank(model, seqs: list[list[int]], cfg: TrainRecConfig):
@@ -152,18 +144,18 @@ def evaluate(model, data: SeqData, part: str, cfg: TrainRecConfig, ra=None, bank
     users = np.array([u for u, s in enumerate(data.seqs) if len(s) >= 3], dtype=np.int64)
     ids, lens = pad_right(hist, cfg.model.max_len)
     hist_lens = np.array([len(x) for x in hist], dtype=np.int64)
-    by_len = np.argsort(lens, kind="stable")
     model.eval()
-    ranks = np.zeros(len(ids), dtype=np.int64)
+    reps = _encode(model, ids, lens, cfg.eval_batch_size)
+    ranks = []
     with torch.no_grad():
         for b in range(0, len(ids), cfg.eval_batch_size):
-            sl = by_len[b: b + cfg.eval_batch_size]
-            h = model(*_trim(ids, lens, sl))
+            sl = slice(b, b + cfg.eval_batch_size)
+            h = reps[sl]
             if ra is not None:
                 ra.eval()
                 h = _augment(ra, bank, h, users[sl], hist_lens[sl], cfg.stage2)
-            ranks[sl] = target_ranks(model.scores(h).numpy(), targets[sl])
-    return full_ranking_metrics(ranks, ks)
+            ranks.append(target_ranks(model.scores(h).numpy(), targets[sl]))
+    return full_ranking_metrics(np.concatenate(ranks), ks)
 
 
 def _stage_loop(config: dict[str, Any]) -> None:
