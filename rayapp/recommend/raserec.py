@@ -90,22 +90,34 @@ class MemoryBank:
         return self.keys[out], self.values[out]
 
 
+class _CrossAttention(nn.Module):
+    """Multi-head cross-attention of one query over K memories, then a dropout; no residual and no
+    LayerNorm (as in the official RaSeRec code): the output is a projection of the attended
+    values, so it can carry the retrieved targets' direction instead of the query's."""
+
+    def __init__(self, hidden: int, heads: int, dropout: float):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(hidden, heads, dropout=dropout, batch_first=True)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.attn(q, keys, values, need_weights=False)[0])
+
+
 class _Channel(nn.Module):
+    """cross-attention -> feed-forward (residual + LayerNorm) -> cross-attention."""
+
     def __init__(self, hidden: int, heads: int, inner: int, dropout: float):
         super().__init__()
-        self.attn1 = nn.MultiheadAttention(hidden, heads, dropout=dropout, batch_first=True)
-        self.norm1 = nn.LayerNorm(hidden)
-        self.ff = nn.Sequential(nn.Linear(hidden, inner), nn.GELU(), nn.Dropout(dropout), nn.Linear(inner, hidden))
-        self.norm2 = nn.LayerNorm(hidden)
-        self.attn2 = nn.MultiheadAttention(hidden, heads, dropout=dropout, batch_first=True)
-        self.norm3 = nn.LayerNorm(hidden)
+        self.attn1 = _CrossAttention(hidden, heads, dropout)
+        self.ff = nn.Sequential(nn.Linear(hidden, inner), nn.GELU(), nn.Linear(inner, hidden), nn.Dropout(dropout))
+        self.norm = nn.LayerNorm(hidden)
+        self.attn2 = _CrossAttention(hidden, heads, dropout)
 
     def forward(self, h: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        q = h.unsqueeze(1)
-        x = self.norm1(q + self.attn1(q, keys, values, need_weights=False)[0])
-        x = self.norm2(x + self.ff(x))
-        x = self.norm3(x + self.attn2(x, keys, values, need_weights=False)[0])
-        return x.squeeze(1)
+        x = self.attn1(h.unsqueeze(1), keys, values)
+        x = self.norm(x + self.ff(x))
+        return self.attn2(x, keys, values).squeeze(1)
 
 
 class RetrievalAugmentedModule(nn.Module):
