@@ -23,12 +23,15 @@ def _run(cfg: BenchLearConfig, _path) -> None:
     rows = [[k, round(v["first_third"], 3), round(v["last_third"], 3), round(v["last_third"] / v["first_third"], 3)
              if v["first_third"] else None, "yes" if v["rose"] else "no"] for k, v in r["trend"].items()]
     ph = r["phase_seconds_mean"]
+    cold = r["cold_start"]
+    cold_note = (f" Cold start first: {len(cold['steps'])} supervised format steps, loss {cold['first_loss']:.3f} -> "
+                 f"{cold['last_loss']:.3f} in {cold['seconds']:.0f} s." if cold and cold["steps"] else "")
     write_report(cfg.results_dir, "bench_lear", {**r, "config": cfg.model_dump(mode="json")},
                  ["metric", "first third of steps", "last third", "ratio", "rose"], rows,
                  notes=f"{len(r['steps'])} GRPO steps of {cfg.train.questions_per_step} questions x "
                        f"{cfg.train.group_size} samples, model {cfg.train.model}, {cfg.train.workers} workers; "
                        f"mean s/step: sync {ph['sync_s']:.1f}, rollout {ph['rollout_s']:.1f}, reward "
-                       f"{ph['reward_s']:.1f}, update {ph['update_s']:.1f}. Curves: bench_lear.png.")
+                       f"{ph['reward_s']:.1f}, update {ph['update_s']:.1f}.{cold_note} Curves: bench_lear.png.")
     print((Path(cfg.results_dir) / "bench_lear.md").read_text())
 
 

@@ -141,7 +141,12 @@ def bench_lear(cfg: BenchLearConfig) -> dict[str, Any]:
             trend[key] = {"first_third": first, "last_third": last, "rose": last > first}
     phases = {k: float(np.mean([s[k] for s in steps])) for k in ("sync_s", "rollout_s", "reward_s", "update_s", "step_s")}
     _plot(steps, Path(cfg.results_dir) / "bench_lear.png")
-    return {"train": {k: v for k, v in out.items() if k != "metrics"}, "steps": steps, "trend": trend,
+    cold = None
+    if cfg.train.cold_start:  # the supervised format stage before GRPO: its loss curve
+        sft = read_step_metrics(Path(cfg.train.output_dir).resolve() / "cold_start" / "metrics.jsonl")
+        cold = {"steps": sft, "first_loss": sft[0]["loss"] if sft else None, "last_loss": sft[-1]["loss"] if sft else None,
+                "seconds": round(sum(s["step_s"] for s in sft), 1)}
+    return {"train": {k: v for k, v in out.items() if k != "metrics"}, "cold_start": cold, "steps": steps, "trend": trend,
             "phase_seconds_mean": phases, "seconds": round(time.perf_counter() - t0, 1)}
 
 

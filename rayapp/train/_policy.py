@@ -6,9 +6,15 @@ import contextlib
 from pathlib import Path
 from typing import Any, Optional
 
-__all__ = ["apply_lora", "pad_sequences", "token_logprobs", "completion_width", "sequence_logprobs", "policy_state",
+__all__ = ["chat_prompt_ids", "apply_lora", "pad_sequences", "token_logprobs", "completion_width", "sequence_logprobs", "policy_state",
            "save_policy", "deepspeed_config", "init_path", "policy_engine", "run_policy_trainer", "resume_engine",
            "report_checkpoint"]
+
+
+def chat_prompt_ids(tok, messages: list[dict[str, str]], prefix: str = "") -> list[int]:
+    """The chat prompt's token ids, the assistant's turn opened with ``prefix``."""
+    text = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return tok(text + prefix, add_special_tokens=False)["input_ids"]
 
 
 def apply_lora(model, lora: Any):

@@ -9,7 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from rayapp.config import RayConfig, StrictModel, worker_env_field
 
-__all__ = ["DeepSpeedConfig", "LoraConfig", "StageConfig", "TrainEmbedderConfig", "SoupConfig", "TrainRerankerConfig",
+__all__ = ["DeepSpeedConfig", "ColdStartConfig", "LoraConfig", "StageConfig", "TrainEmbedderConfig", "SoupConfig", "TrainRerankerConfig",
            "RolloutConfig", "LearRewardConfig", "TrainLearConfig", "TrainSeerConfig"]
 
 class DeepSpeedConfig(StrictModel):
@@ -201,6 +201,20 @@ class LearRewardConfig(StrictModel):
     w_fmt: float = Field(default=0.1, ge=0)
 
 
+class ColdStartConfig(StrictModel):
+    """LEAR's supervised format stage before GRPO (:mod:`rayapp.extract.cold_start`): ``steps``
+    optimizer steps of ``batch_size`` examples drawn from the targets of the first ``rows``
+    training rows, token-mean NLL (:func:`rayapp.train.rl.sft_loss`) at ``lr``. GRPO then starts
+    from the result, which is also its KL reference."""
+
+    steps: int = Field(default=20, ge=1)
+    batch_size: int = Field(default=8, ge=1, description="examples per step (all workers)")
+    rows: int = Field(default=64, ge=1, description="the first rows of data give the targets")
+    lr: float = Field(default=1e-4, gt=0)
+    max_rationale_words: int = Field(default=16, ge=1)
+    max_evidence_words: int = Field(default=20, ge=1)
+
+
 class _PolicyTrainConfig(StrictModel):
     """What the GRPO and LPO trainers share: the policy, the workers, DeepSpeed, checkpoints."""
 
@@ -263,11 +277,16 @@ class TrainLearConfig(_PolicyTrainConfig):
     beta: float = Field(default=1e-2, ge=0)
     min_std: float = Field(default=0.1, gt=0)
     reward: LearRewardConfig = LearRewardConfig()
+    #: a supervised format stage first (small models that never close the tags themselves)
+    cold_start: Optional[ColdStartConfig] = None
 
     @model_validator(mode="after")
     def _divisible(self):
         if self.questions_per_step % self.workers:
             raise ValueError(f"questions_per_step: {self.questions_per_step} is not a multiple of workers={self.workers}")
+        if self.cold_start and self.cold_start.batch_size % self.workers:
+            raise ValueError(f"cold_start.batch_size: {self.cold_start.batch_size} is not a multiple of "
+                             f"workers={self.workers}")
         return self
 
 

@@ -11,6 +11,9 @@ Every step, on every worker (its slice of ``questions_per_step``):
 4. **update**: group-normalised advantages with a clipped std, and the GRPO loss (PPO clip, k3 KL
    to the frozen initial policy) over the tokens of the extraction (r, e) and of o_f only.
 
+With ``cold_start`` set, a supervised format stage runs first (:func:`cold_start`, its own Ray Train
+run in ``output_dir/cold_start``), and GRPO starts from its result, which is also the KL reference.
+
 Per-step metrics (mean reward, format reward, compression ratio, the phase timings) go to
 ``output_dir/metrics.jsonl``; DeepSpeed checkpoints every ``checkpoint_every`` steps are reported
 to Ray Train, which restarts failed workers from the latest one. The final policy is written as a
@@ -33,7 +36,7 @@ from rayapp.train.config import TrainLearConfig
 
 log = logging.getLogger(__name__)
 
-__all__ = ["train_lear", "question_order", "lear_sequences"]
+__all__ = ["train_lear", "cold_start", "question_order", "lear_sequences"]
 
 _SUMS = ["reward", "answer", "length", "format", "extract_well_formed", "compression", "n", "n_compression",
          "extract_tokens", "abs_advantage"]
@@ -59,6 +62,85 @@ def lear_sequences(extractions: list[dict[str, Any]], answers_f: list[dict[str, 
         seqs.append((x["prompt_ids"], x["ids"], x.get("sampled"), a))
         seqs.append((f["prompt_ids"], f["ids"], None, a))
     return seqs
+
+
+def _cold_start_loop(config: dict[str, Any]) -> None:
+    """Ray Train worker loop of the supervised format stage: every step draws ``batch_size``
+    examples (seeded, the same on every rank), each rank takes its slice, token-mean NLL."""
+    import ray.train
+    import torch
+    import torch.distributed as dist
+
+    from rayapp.extract.cold_start import cold_start_targets
+    from rayapp.extract.data import read_extract_rows
+    from rayapp.train._policy import (chat_prompt_ids, completion_width, pad_sequences, policy_engine,
+                                      report_checkpoint, resume_engine, save_policy, token_logprobs)
+    from rayapp.train.rl import sft_loss
+
+    cfg = TrainLearConfig(**config["cfg"])
+    cs = cfg.cold_start
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    torch.set_num_threads(cfg.torch_threads)
+    torch.manual_seed(cfg.seed)
+    per_worker = cs.batch_size // world
+    accumulation = math.ceil(per_worker / cfg.micro_batch_size)
+    tok, engine, _ = policy_engine(cfg.model_copy(update={"lr": cs.lr}), config["init"], accumulation, world,
+                                   with_ref=False)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    rows, _ = read_extract_rows(Path(config["data"]))
+    examples = [(chat_prompt_ids(tok, messages, prefix), tok(target, add_special_tokens=False)["input_ids"])
+                for r in rows[: cs.rows]
+                for messages, prefix, target in cold_start_targets(r, cs.max_rationale_words, cs.max_evidence_words)]
+    out_dir = Path(config["output_dir"])
+    start = resume_engine(engine, cfg.name, rank, cs.steps)
+    for step in range(start, cs.steps):
+        t0 = time.perf_counter()
+        rng = np.random.default_rng(cfg.seed * 7919 + step)
+        drawn = rng.choice(len(examples), cs.batch_size, replace=len(examples) < cs.batch_size)
+        mine = [examples[i] for i in drawn[rank * per_worker: (rank + 1) * per_worker]]
+        sums = torch.zeros(2, dtype=torch.float64)  # summed token NLL, target tokens
+        for b in range(0, len(mine), cfg.micro_batch_size):
+            ids, attn, mask = (t.to(engine.device) for t in pad_sequences(mine[b: b + cfg.micro_batch_size], pad))
+            keep = completion_width(mask)
+            mask = mask[:, -keep:]
+            logp = token_logprobs(engine, ids, attn, keep)
+            loss = sft_loss(logp, mask)
+            engine.backward(loss)
+            engine.step()
+            sums += torch.tensor([float(loss.detach()) * float(mask.sum()), float(mask.sum())], dtype=torch.float64)
+        if dist.is_initialized():
+            dist.all_reduce(sums)
+        metrics = {"step": step + 1, "resumed_from": start, "world_size": world, "examples": len(examples),
+                   "loss": sums[0].item() / max(1.0, sums[1].item()), "step_s": time.perf_counter() - t0}
+        if rank == 0:
+            with open(out_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(metrics) + "\n")
+            if (step + 1) % cfg.log_every == 0 or step + 1 == cs.steps:
+                print(f"[{cfg.name}] step {step + 1}/{cs.steps} loss {metrics['loss']:.3f}", flush=True)
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cs.steps:
+            report_checkpoint(engine, metrics, step + 1)
+    save_policy(engine.module, tok, out_dir / "final", {"kind": "extractor", "method": "lear-cold-start",
+                                                       "init": config["init"], "steps": cs.steps},
+                bool(cfg.lora), cfg.deepspeed.zero_stage == 3, rank)
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def cold_start(cfg: TrainLearConfig, init: str) -> dict[str, Any]:
+    """Run the supervised format stage of ``cfg.cold_start`` from ``init`` (a Ray Train run named
+    ``<name>-cold-start`` in ``output_dir/cold_start``); returns its final folder and metrics file.
+    A finished stage is reused."""
+    from rayapp._internal.artifacts import read_manifest
+    from rayapp.train._policy import run_policy_trainer
+
+    out = Path(cfg.output_dir).resolve() / "cold_start"
+    metrics_file = str(out / "metrics.jsonl")
+    if read_manifest(out / "final") is not None:
+        return {"path": str(out / "final"), "reused": True, "metrics_file": metrics_file}
+    stage = cfg.model_copy(update={"name": f"{cfg.name}-cold-start", "output_dir": out})
+    summary = run_policy_trainer(_cold_start_loop, stage, {"data": str(Path(cfg.data).resolve())}, init)
+    return {"path": summary["path"], "reused": False, "seconds": summary["seconds"], "metrics_file": metrics_file}
 
 
 def _grpo_loop(config: dict[str, Any]) -> None:
@@ -218,6 +300,10 @@ def train_lear(cfg: TrainLearConfig) -> dict[str, Any]:
     from rayapp.train.rollout import start_rollout_actors
 
     init = init_path(cfg.model)
+    warm = None
+    if cfg.cold_start:
+        warm = cold_start(cfg, init)
+        init = warm["path"]
     actors = start_rollout_actors(init, cfg.rollout, cfg.lora.model_dump() if cfg.lora else None)
     try:
         summary = run_policy_trainer(_grpo_loop, cfg, {"data": str(Path(cfg.data).resolve()), "actors": actors}, init)
@@ -225,4 +311,4 @@ def train_lear(cfg: TrainLearConfig) -> dict[str, Any]:
         for a in actors:
             ray.kill(a)
     return {**summary, "reused": False, "rows": len(rows), "bad_rows": len(bad),
-            "metrics_file": str(out / "metrics.jsonl")}
+            "metrics_file": str(out / "metrics.jsonl"), "cold_start": warm}

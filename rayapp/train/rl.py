@@ -5,6 +5,7 @@
 - :func:`grpo_loss`: PPO-clipped surrogate plus a KL penalty to the reference policy, averaged over
   the tokens a mask selects (LEAR: only the tokens of r, e and o_f).
 - :func:`lpo_loss`: SEER's lambda-weighted DPO.
+- :func:`sft_loss`: the token-mean negative log-likelihood of LEAR's cold-start stage.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from rayapp._internal.registry import registrar
 
-__all__ = ["ADVANTAGES", "register_advantage", "grpo_advantages", "grpo_loss", "lpo_loss", "lambda_weights"]
+__all__ = ["ADVANTAGES", "register_advantage", "grpo_advantages", "grpo_loss", "lpo_loss", "lambda_weights", "sft_loss"]
 
 ADVANTAGES: dict[str, Callable[..., torch.Tensor]] = {}
 
@@ -71,3 +72,14 @@ def lpo_loss(policy_w: torch.Tensor, policy_l: torch.Tensor, ref_w: torch.Tensor
     with sequence log-probabilities ([pairs]); lambda = 1 is DPO (Rafailov et al., 2023)."""
     margin = beta * ((policy_w - ref_w) - (policy_l - ref_l))
     return -(lambdas * F.logsigmoid(margin)).mean()
+
+
+def sft_loss(logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Supervised fine-tuning (the cold start before RL, DeepSeek-R1 arXiv 2501.12948):
+
+        L = -sum_{i,t} mask_it * log pi(y_it | x_i, y_i<t) / sum_{i,t} mask_it
+
+    the negative log-likelihood of the target tokens, averaged over the tokens ``mask`` selects
+    (``logp``, ``mask``: [batch, tokens])."""
+    m = mask.float()
+    return -(logp * m).sum() / m.sum().clamp_min(1.0)

@@ -61,8 +61,9 @@ class RolloutWorker:
 
     def prompt_ids(self, messages: list[dict[str, str]], prefix: str = "") -> list[int]:
         """The chat prompt's ids, the assistant's turn opened with ``prefix``."""
-        text = self.tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        return self.tok(text + prefix, add_special_tokens=False)["input_ids"]
+        from rayapp.train._policy import chat_prompt_ids
+
+        return chat_prompt_ids(self.tok, messages, prefix)
 
     def ready(self) -> bool:
         return True

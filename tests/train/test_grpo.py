@@ -109,9 +109,27 @@ def test_cut_at_stop_keeps_the_closing_tag(tiny_lm_dir):
     assert cut_at_stop(tok, ids, [], None)[2] == "length"
 
 
+def _target_nll(model_dir, data_rows):
+    """Mean token NLL of the cold-start targets of ``data_rows`` under the model in ``model_dir``."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rayapp.extract.cold_start import cold_start_targets
+    from rayapp.train._policy import chat_prompt_ids, pad_sequences, sequence_logprobs
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    pairs = [(chat_prompt_ids(tok, m, pre), tok(t, add_special_tokens=False)["input_ids"])
+             for r in data_rows for m, pre, t in cold_start_targets({**r, "reference": r["answers"][0]})]
+    ids, attn, mask = pad_sequences(pairs, tok.pad_token_id or 0)
+    with torch.no_grad():
+        return float(-sequence_logprobs(model, ids, attn, mask).sum() / mask.sum())
+
+
 def test_two_step_grpo_two_workers_rollout_actor_resumes(ray_session, tiny_lm_dir, tmp_path):
     from transformers import AutoModelForCausalLM
 
+    from rayapp._internal.artifacts import read_manifest
     from rayapp.train.grpo import train_lear
 
     data = write_extract_rows(rows(), tmp_path / "rows.jsonl")
@@ -120,7 +138,7 @@ def test_two_step_grpo_two_workers_rollout_actor_resumes(ray_session, tiny_lm_di
     cfg = TrainLearConfig(model=tiny_lm_dir, data=data, steps=2, questions_per_step=2, group_size=2, workers=2,
                           cpus_per_worker=0.5, rollout={"num_cpus": 0.5, "batch_size": 8}, max_extract_tokens=8,
                           max_answer_tokens=4, micro_batch_size=2, lr=1e-3, checkpoint_every=1, scaffold=True,
-                          max_reason_tokens=4,
+                          max_reason_tokens=4, cold_start={"steps": 3, "batch_size": 4, "rows": 2, "lr": 3e-3},
                           inject_failure_at_step=1, deepspeed={"zero_stage": 1}, output_dir=tmp_path / "out")
     out = train_lear(cfg)
     assert (tmp_path / "out" / ".injected-failure").exists()
@@ -138,6 +156,12 @@ def test_two_step_grpo_two_workers_rollout_actor_resumes(ray_session, tiny_lm_di
     # the scaffold gives every rollout evidence of its own length, so rewards differ within a group
     assert any(m["mean_abs_advantage"] > 0 for m in lines) and diff > 0  # the updates changed the policy
     assert all(m["mean_compression"] is not None for m in lines)
+    # the cold start ran first on both workers, lowered the targets' NLL, and GRPO started from it
+    warm = out["cold_start"]
+    assert read_manifest(warm["path"])["method"] == "lear-cold-start" and warm["reused"] is False
+    sft = [json.loads(x) for x in open(warm["metrics_file"])]
+    assert [m["step"] for m in sft] == [1, 2, 3] and all(m["world_size"] == 2 and m["examples"] == 8 for m in sft)
+    assert _target_nll(warm["path"], rows()[:2]) < _target_nll(tiny_lm_dir, rows()[:2])
     again = train_lear(cfg)
     assert again["reused"] is True
 

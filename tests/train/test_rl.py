@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from rayapp.extract.seer import combine_experts, cv_weights, dedup_candidates, helpfulness
-from rayapp.train.rl import ADVANTAGES, grpo_advantages, grpo_loss, lambda_weights, lpo_loss
+from rayapp.train.rl import ADVANTAGES, grpo_advantages, grpo_loss, lambda_weights, lpo_loss, sft_loss
 
 
 def test_clipped_std_advantage():
@@ -33,6 +33,14 @@ def test_grpo_loss_values_and_mask():
     # the KL term is >= 0 and zero only when policy == reference
     ref = logp - 0.3
     assert grpo_loss(logp, old, ref, torch.zeros(1), mask, beta=1.0).item() == pytest.approx(np.exp(-0.3) + 0.3 - 1)
+
+
+def test_sft_loss_is_the_token_mean_nll_over_the_mask():
+    logp = torch.log(torch.tensor([[0.5, 0.25, 0.1], [0.8, 0.9, 0.9]]))
+    mask = torch.tensor([[1, 1, 0], [0, 1, 0]])
+    want = -(np.log(0.5) + np.log(0.25) + np.log(0.9)) / 3
+    assert sft_loss(logp, mask).item() == pytest.approx(want, rel=1e-6)
+    assert sft_loss(logp, torch.zeros_like(mask)).item() == 0.0  # no target token: no loss, no NaN
 
 
 def test_lpo_equals_dpo_when_lambda_is_one_and_one_step_lowers_it():
