@@ -20,7 +20,8 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize("name,model", [
     ("build_extract_data", BuildExtractDataConfig), ("train_lear", TrainLearConfig),
     ("train_lear_qwen1.5b", TrainLearConfig), ("train_seer", TrainSeerConfig), ("train_seer_qwen1.5b", TrainSeerConfig),
-    ("bench_lear", BenchLearConfig), ("bench_extract", BenchExtractConfig)])
+    ("bench_lear", BenchLearConfig), ("bench_extract", BenchExtractConfig),
+    ("bench_extract_cold_start", BenchExtractConfig)])
 def test_shipped_configs_load(name, model):
     load_config(model, REPO / "configs" / f"{name}.yaml")
 
