@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from rayapp.extract.heuristic import split_sentences
-from rayapp.extract.lear import ANSWER_STOP, EXTRACT_OPEN, EXTRACT_STOP, REASON_STOP
+from rayapp.extract.lear import ANSWER_PREFIX, ANSWER_STOP, EXTRACT_OPEN, EXTRACT_PREFIX, EXTRACT_STOP, REASON_STOP
 from rayapp.extract.prompts import extractor_prompt, masked_answer_prompts
 from rayapp.extract.rewards import unigram_f1
 
@@ -34,26 +34,16 @@ def cold_start_evidence(passages: list[str], reference: str, max_words: int = 20
     """(passage index, sentence): the sentence of ``passages`` closest to ``reference`` by unigram F1
     (the first on ties; a passage with no sentence break is one sentence). Sentences of at most
     ``max_words`` words come first; when there is none, the best sentence is cut to ``max_words``."""
-    best = (-1.0, 0, "")
-    for short_only in (True, False):
-        for i, p in enumerate(passages):
-            for s in split_sentences(p) or [p]:
-                if short_only and len(s.split()) > max_words:
-                    continue
-                f = unigram_f1(s, reference)
-                if f > best[0]:
-                    best = (f, i, " ".join(s.split()[:max_words]))
-        if best[2]:
-            return best[1], best[2]
-    return best[1], best[2]
+    sentences = [(i, s) for i, p in enumerate(passages) for s in split_sentences(p) or [p]]
+    pool = [x for x in sentences if len(x[1].split()) <= max_words] or sentences
+    i, s = max(pool, key=lambda x: unigram_f1(x[1], reference))
+    return i, " ".join(s.split()[:max_words])
 
 
 def cold_start_targets(row: dict[str, Any], max_rationale_words: int = 16,
                    max_evidence_words: int = 20) -> list[tuple[list[dict[str, str]], str, str]]:
     """The supervised examples of one extraction row, as (chat prompt, assistant prefix, target):
     the extraction and its three masked answers."""
-    from rayapp.extract.lear import ANSWER_PREFIX, EXTRACT_PREFIX
-
     k, evidence = cold_start_evidence(row["passages"], row["reference"], max_evidence_words)
     ref = " ".join(row["reference"].split()[:max_rationale_words])
     rationale = f"Passage {k + 1} holds the finding. {ref}"
