@@ -79,6 +79,15 @@ def test_simplex_projection_and_knn_init():
     for _ in range(200):
         Q = project_rows_to_simplex(P + rng.normal(0, 0.3, P.shape))
         assert np.sum((V - P) ** 2) <= np.sum((V - Q) ** 2) + 1e-9
+    # only the largest candidates of a row are sorted: rows whose support is wider than the candidates
+    # (dense rows) fall back to a whole-row sort; both give the same point as a whole-row projection
+    n = 40
+    V = np.abs(rng.normal(size=(n, n))) * (rng.random((n, n)) < 0.2)
+    V[:5] = rng.normal(0.0, 1e-3, (5, n)) + 1.0 / n  # near-uniform rows: support ~ n - 1 > candidates
+    whole = project_rows_to_simplex(V, candidates=n)
+    assert ((whole > 0).sum(1)[:5] > 4).all() and ((whole > 0).sum(1)[5:] <= 4).any()
+    np.testing.assert_allclose(project_rows_to_simplex(V, candidates=4), whole, atol=1e-12)
+    np.testing.assert_allclose(whole.sum(1), 1.0)
     G = knn_graph(np.arange(6.0)[:, None], 2)
     np.testing.assert_allclose(G[0], [0, 0.5, 0.5, 0, 0, 0])
 
