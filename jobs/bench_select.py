@@ -2,7 +2,8 @@
 
     python -m jobs.bench_select --config configs/bench_select.yaml
 One Ray task per (data set, ratio, seed, selector). Writes JSON, a Markdown table (best feature count
-per metric, mean +- std over seeds) and PNG plots of average precision and macro-F1 vs features.
+per metric, mean +- std over seeds), a seed-by-seed comparison with each cell's best baseline
+(bench_select_paired.md) and PNG plots of average precision and macro-F1 vs features.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from rayapp.select.bench import BenchSelectConfig
 
 def _run(cfg: BenchSelectConfig, _path) -> None:
     from rayapp._internal.ray_utils import init_ray
-    from rayapp.eval import write_report
+    from rayapp.eval import write_markdown_table, write_report
     from rayapp.select.bench import bench_select, plot_curves
 
     init_ray(cfg.ray)
@@ -35,7 +36,19 @@ def _run(cfg: BenchSelectConfig, _path) -> None:
                        f"ML-kNN k={cfg.mlknn_k} trained on the labelled rows. Goal (SGMFS above every "
                        f"baseline): {met}. Best mean over feature counts <= d/2: sgmfs in {wins.count('sgmfs')} of "
                        f"{len(wins)} (data set, ratio, metric) cells. Plots: bench_select_*.png.")
-    print((Path(cfg.results_dir) / "bench_select.md").read_text())
+    paired = [[cell, metric, g["best_baseline"], f"{g['sgmfs']:.4f}", f"{g['best_baseline_value']:.4f}",
+               f"{g['paired'][g['best_baseline']]['mean_diff']:+.4f}",
+               f"{g['paired'][g['best_baseline']]['wins']} / {g['paired'][g['best_baseline']]['losses']}",
+               round(g["paired"][g["best_baseline"]]["p_sign"], 3),
+               sum(p["wins"] > p["losses"] for p in g["paired"].values()), len(g["paired"])]
+              for cell, metrics in r["goal"].items() for metric, g in metrics.items()]
+    write_markdown_table(Path(cfg.results_dir) / "bench_select_paired.md", "bench_select: SGMFS vs baselines, seed by seed",
+                         ["cell", "metric", "best baseline", "SGMFS", "baseline", "mean diff", "seeds won / lost",
+                          "sign-test p", "baselines beaten in more seeds", "baselines"], paired,
+                         notes="Each selector at its own best feature count; the same splits per seed. Sign test: "
+                               "exact, two-sided, over the untied seeds.")
+    for name in ("bench_select.md", "bench_select_paired.md"):
+        print((Path(cfg.results_dir) / name).read_text())
 
 
 def main(argv=None) -> int:

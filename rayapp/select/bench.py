@@ -23,7 +23,7 @@ from rayapp.config import RayConfig, StrictModel
 from rayapp.select.label import LabelingConfig
 
 __all__ = ["SelectDataConfig", "SelectorSpec", "BenchSelectConfig", "load_dataset", "evaluate_selection",
-           "run_configuration", "bench_select", "summarize", "plot_curves", "BenchLabelConfig", "mesh_documents", "bench_label"]
+           "run_configuration", "paired_seeds", "bench_select", "summarize", "plot_curves", "BenchLabelConfig", "mesh_documents", "bench_label"]
 
 
 class SelectDataConfig(StrictModel):
@@ -150,9 +150,9 @@ def summarize(cells: list[dict[str, Any]], metrics=("average_precision", "macro_
     out = {}
     for key, runs in groups.items():
         by_m: dict[int, list[dict]] = {}
-        for r in runs:
+        for r in sorted(runs, key=lambda r: r["seed"]):
             for row in r["results"]:
-                by_m.setdefault(row["m"], []).append(row)
+                by_m.setdefault(row["m"], []).append({**row, "seed": r["seed"]})
         entry: dict[str, Any] = {"seeds": len(runs), "select_s": float(np.mean([r["select_s"] for r in runs]))}
         for metric in metrics:
             means = {m: float(np.mean([row[metric] for row in rows])) for m, rows in by_m.items()}
@@ -161,10 +161,26 @@ def summarize(cells: list[dict[str, Any]], metrics=("average_precision", "macro_
             vals = [row[metric] for row in by_m[best]]
             half = [means[m] for m in means if m <= max(means) / 2]
             entry[metric] = {"m": best, "mean": means[best], "std": float(np.std(vals)), "values": vals,
+                             "seeds": [row["seed"] for row in by_m[best]],
                              "curve": {str(m): means[m] for m in sorted(means)},
                              "mean_up_to_half": float(np.mean(half)) if half else None}
         out[key] = entry
     return out
+
+
+def paired_seeds(ours: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+    """Two selectors, each at its own best feature count, seed by seed (the same splits): the mean
+    difference, the seeds where ``ours`` is higher (``wins``) or lower (``losses``), and the exact
+    two-sided sign-test p over the untied seeds (:func:`rayapp.eval.retrieval.paired_hits`)."""
+    from rayapp.eval.retrieval import paired_hits
+
+    a, b = dict(zip(ours["seeds"], ours["values"])), dict(zip(other["seeds"], other["values"]))
+    seeds = sorted(a.keys() & b.keys())
+    if not seeds:
+        raise ValueError("paired_seeds: the two selectors share no seed")
+    t = paired_hits([a[s] > b[s] for s in seeds], [b[s] > a[s] for s in seeds])
+    return {"seeds": len(seeds), "mean_diff": float(np.mean([a[s] - b[s] for s in seeds])),
+            "wins": t["only_a"], "losses": t["only_b"], "p_sign": t["p_mcnemar"]}
 
 
 def bench_select(cfg: BenchSelectConfig) -> dict[str, Any]:
@@ -196,7 +212,8 @@ def bench_select(cfg: BenchSelectConfig) -> dict[str, Any]:
             goal[f"{dcfg.name}@{ratio}"] = {
                 metric: {"sgmfs": ours[metric]["mean"], "best_baseline": max(others, key=lambda n: others[n][metric]["mean"]),
                          "best_baseline_value": max(v[metric]["mean"] for v in others.values()),
-                         "met": all(ours[metric]["mean"] > v[metric]["mean"] for v in others.values())}
+                         "met": all(ours[metric]["mean"] > v[metric]["mean"] for v in others.values()),
+                         "paired": {name: paired_seeds(ours[metric], v[metric]) for name, v in others.items()}}
                 for metric in ("average_precision", "macro_f1")}
     budget = {}  # which selector is best on average over the small budgets (m <= d / 2)
     for (ds, ratio, method), v in summary.items():

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from rayapp.select.bench import BenchSelectConfig, bench_select, summarize
+from rayapp.select.bench import BenchSelectConfig, bench_select, paired_seeds, summarize
 from test_sgmfs import planted
 
 
@@ -28,6 +28,8 @@ def test_sweep_runs_one_task_per_configuration(ray_session, tmp_path):
     curve = {m: s[(0.4, m)]["average_precision"]["curve"]["6"] for m in ("random", "sgmfs")}
     assert curve["sgmfs"] > curve["random"], curve
     assert set(r["goal"]) == {"toy@0.2", "toy@0.4"} and isinstance(r["goal_met"], bool)
+    paired = r["goal"]["toy@0.4"]["average_precision"]["paired"]
+    assert set(paired) == {"all", "random", "rfs"} and all(p["seeds"] == 2 for p in paired.values())
     assert set(r["small_budget_best"]["toy@0.2"]) == {"average_precision", "macro_f1"}
 
 
@@ -38,6 +40,26 @@ def test_summary_picks_the_best_count_per_metric():
     out = summarize(cells)[("d", 0.1, "m")]
     assert out["average_precision"]["m"] == 10 and out["average_precision"]["mean"] == pytest.approx(1.1)
     assert out["average_precision"]["std"] == pytest.approx(0.5) and out["macro_f1"]["m"] == 5
+
+
+def test_paired_seeds_matches_seeds_not_positions():
+    ours = {"seeds": [0, 1, 2, 3, 4, 5, 6], "values": [0.5, 0.6, 0.7, 0.8, 0.9, 0.4, 0.3]}
+    # the other selector's seeds come in another order; seed 6 ties, seed 7 is ours-less and dropped
+    other = {"seeds": [7, 6, 5, 4, 3, 2, 1, 0], "values": [0.0, 0.3, 0.2, 0.85, 0.7, 0.6, 0.5, 0.4]}
+    r = paired_seeds(ours, other)
+    # diffs by seed 0..6: +0.1 +0.1 +0.1 +0.1 +0.05 +0.2 0.0
+    assert r["seeds"] == 7 and r["wins"] == 6 and r["losses"] == 0
+    assert r["mean_diff"] == pytest.approx(0.65 / 7)
+    assert r["p_sign"] == pytest.approx(2 / 2**6)  # exact two-sided sign test over the 6 untied seeds
+    with pytest.raises(ValueError, match="share no seed"):
+        paired_seeds(ours, {"seeds": [9], "values": [0.1]})
+
+
+def test_summary_keeps_each_value_with_its_seed():
+    cells = [{"dataset": "d", "ratio": 0.1, "method": "m", "select_s": 0.0, "seed": s,
+              "results": [{"m": 5, "average_precision": s / 10, "macro_f1": 0.1}]} for s in (3, 1, 2)]
+    out = summarize(cells)[("d", 0.1, "m")]["average_precision"]
+    assert out["seeds"] == [1, 2, 3] and out["values"] == [0.1, 0.2, 0.3]
 
 
 def test_config_names_bad_selectors_and_csv_without_labels(tmp_path):
