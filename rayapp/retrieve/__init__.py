@@ -55,7 +55,11 @@ class HybridRetriever:
             raise ValueError("retriever: enable at least one of use_bm25, use_dense")
         self.index, self.cfg, self.encode = index, cfg, encode
 
-    def retrieve(self, query: str, top_k: Optional[int] = None) -> tuple[list[Hit], list[StageTiming]]:
+    def retrieve(self, query: str, top_k: Optional[int] = None,
+                 query_vec: Optional[np.ndarray] = None) -> tuple[list[Hit], list[StageTiming]]:
+        """Top ``top_k`` passages and the stage timings. ``query_vec``: the query's vector when the
+        caller has encoded it already (the served Retriever encodes a batch of concurrent queries in
+        one pass); the "dense" stage then times only the search."""
         top_k = top_k or self.cfg.top_k
         n = self.cfg.candidates
         t = Timings()
@@ -67,7 +71,8 @@ class HybridRetriever:
             lists.append(bm25)
         if self.cfg.use_dense:
             with t.stage("dense", n_in=len(self.index)) as row:
-                dense = [r for r, _ in self.index.search_dense(self.encode(query), n)]
+                vec = self.encode(query) if query_vec is None else query_vec
+                dense = [r for r, _ in self.index.search_dense(vec, n)]
                 row.n_out = len(dense)
             lists.append(dense)
         with t.stage("fuse", n_in=sum(len(x) for x in lists)) as row:

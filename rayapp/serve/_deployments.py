@@ -87,12 +87,13 @@ class _Versioned(_Ready):
     def _main(self, index, encode):
         raise NotImplementedError
 
-    def _answer(self, cur: dict[str, Any], hits: list[Hit], timings: list, question: str, top_k: int) -> dict[str, Any]:
+    def _answer(self, cur: dict[str, Any], hits: list[Hit], timings: list, question: str, top_k: int,
+                query_vec=None) -> dict[str, Any]:
         from rayapp.retrieve import merge_hits
 
         if cur["deltas"]:
             t0 = time.perf_counter()
-            lists = [hits] + [d.retrieve(question, top_k)[0] for d in cur["deltas"]]
+            lists = [hits] + [d.retrieve(question, top_k, query_vec=query_vec)[0] for d in cur["deltas"]]
             hits = merge_hits(lists, top_k, self.cfg.rrf_k)
             timings.append(StageTiming("deltas", round(time.perf_counter() - t0, 6), sum(map(len, lists)), len(hits)))
         log.info("retrieve top_k=%d -> %d hits in %.1f ms (index %s)", top_k, len(hits),
@@ -106,17 +107,40 @@ class _Versioned(_Ready):
 
 
 class Retriever(_Versioned):
-    """Hybrid BM25 + dense retrieval (RRF) over the served index version."""
+    """Hybrid BM25 + dense retrieval (RRF) over the served index version. Concurrent calls share
+    the query encoder's forward pass (``@serve.batch``): the batch's questions are encoded in one
+    pass (stage ``encode_query``, ``n_in`` = the batch size), then each is searched on its own."""
 
     def _main(self, index, encode):
         from rayapp.retrieve import HybridRetriever
 
         return HybridRetriever(index, self.cfg, encode)
 
-    def retrieve(self, question: str, top_k: int) -> dict[str, Any]:
-        cur = self.current  # one version for the whole request, even if a swap lands meanwhile
-        hits, timings = cur["main"].retrieve(question, top_k)
-        return self._answer(cur, hits, timings, question, top_k)
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.002)
+    async def retrieve(self, questions: list[str], top_ks: list[int]) -> list[dict[str, Any]]:
+        import asyncio
+
+        # each request's own context (its request id) for its log line: a batch runs outside them
+        contexts = serve.context._get_serve_batch_request_context()
+        return await asyncio.to_thread(self._retrieve_batch, questions, top_ks, contexts)
+
+    def _retrieve_batch(self, questions: list[str], top_ks: list[int], contexts: list) -> list[dict[str, Any]]:
+        import numpy as np
+
+        contexts = contexts if len(contexts) == len(questions) else [None] * len(questions)
+        cur = self.current  # one version for the whole batch, even if a swap lands meanwhile
+        head, vecs = [], [None] * len(questions)
+        if self.cfg.use_dense:
+            t0 = time.perf_counter()
+            vecs = np.asarray(cur["encode"](questions), dtype=np.float32).reshape(len(questions), -1)
+            head = [StageTiming("encode_query", round(time.perf_counter() - t0, 6), len(questions), len(questions))]
+        out = []
+        for question, top_k, vec, ctx in zip(questions, top_ks, vecs, contexts):
+            if ctx is not None:  # this thread runs in a copy of the batch's context: set for this request
+                serve.context._serve_request_context.set(ctx)
+            hits, timings = cur["main"].retrieve(question, top_k, query_vec=vec)
+            out.append(self._answer(cur, hits, head + timings, question, top_k, vec))
+        return out
 
 
 class Reranker(_Ready):

@@ -55,7 +55,7 @@ def test_retrieve(app_url):
     assert r.status_code == 200
     body = r.json()
     assert len(body["hits"]) == 2 and body["hits"][0]["title"].startswith("tempfile")
-    assert [t["stage"] for t in body["timings"]] == ["bm25", "dense", "fuse", "retrieve_total"]
+    assert [t["stage"] for t in body["timings"]] == ["encode_query", "bm25", "dense", "fuse", "retrieve_total"]
 
 
 def test_query_answers_with_citations_from_its_passages(app_url):
@@ -182,6 +182,28 @@ def test_concurrent_requests_share_batches(app_url):
     assert all(r.status_code == 200 for r in rs)
     sizes = serve.get_deployment_handle("Generator", APP_NAME).stats.remote().result()["batch_sizes"]
     assert max(sizes) > 1, sizes
+
+
+def test_concurrent_retrievals_share_the_query_encoder_and_keep_their_own_answers(app_url):
+    """Calls sent together are encoded in one pass (the encode_query stage names the batch size),
+    and each still gets its own question's hits: the same as when it is sent alone."""
+    from ray import serve
+
+    from rayapp.serve import APP_NAME
+
+    handle = serve.get_deployment_handle("Retriever", APP_NAME)
+    questions = ["temporary directory", "parse JSON", "regular expression groups", "sort a list",
+                 "read a CSV file", "current date and time", "copy a file", "random integer"]
+    alone = [handle.retrieve.remote(q, 3).result() for q in questions]
+    assert all(a["timings"][0] == {**a["timings"][0], "stage": "encode_query", "n_in": 1} for a in alone)
+    for _ in range(3):  # the batch wait is 2 ms: sent at once, they nearly always share a pass
+        together = [r.result() for r in [handle.retrieve.remote(q, 3) for q in questions]]
+        for a, t in zip(alone, together):
+            assert [h["id"] for h in t["hits"]] == [h["id"] for h in a["hits"]]
+            assert [h["score"] for h in t["hits"]] == pytest.approx([h["score"] for h in a["hits"]], abs=1e-6)
+        if max(t["timings"][0]["n_in"] for t in together) > 1:
+            break
+    assert max(t["timings"][0]["n_in"] for t in together) > 1, [t["timings"][0] for t in together]
 
 
 def test_pica_request_per_query_and_per_task(app_url):
