@@ -265,6 +265,10 @@ class RetrieverConfig(StrictModel):
     #: index built with ``funnel: true``; the post-ranker runs as its own Serve deployment
     kind: Literal["hybrid", "funnel"] = "hybrid"
     funnel: Optional[FunnelConfig] = None
+    #: served hybrid retriever: concurrent calls whose questions share one query-encoder pass
+    #: (``@serve.batch``; 1 = each call encoded alone) and how long a batch waits to fill
+    max_batch_size: int = Field(default=16, ge=1, le=256)
+    batch_wait_timeout_s: float = Field(default=0.002, ge=0, le=1)
 
     @model_validator(mode="after")
     def _funnel_given(self):

@@ -34,6 +34,13 @@ def test_out_of_range_is_named(tmp_path):
         load_config(AppConfig, write(tmp_path, "retriever:\n  top_k: 0\n"))
 
 
+def test_retriever_batching_is_checked(tmp_path):
+    cfg = load_config(AppConfig, write(tmp_path, "retriever:\n  max_batch_size: 1\n"))
+    assert cfg.retriever.max_batch_size == 1 and AppConfig().retriever.max_batch_size == 16
+    with pytest.raises(ConfigError, match=r"retriever\.max_batch_size: Input should be greater than or equal to 1"):
+        load_config(AppConfig, write(tmp_path, "retriever:\n  max_batch_size: 0\n"))
+
+
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match=r"config file not found: .*nope\.yaml"):
         load_config(DemoConfig, tmp_path / "nope.yaml")

@@ -108,8 +108,14 @@ class _Versioned(_Ready):
 
 class Retriever(_Versioned):
     """Hybrid BM25 + dense retrieval (RRF) over the served index version. Concurrent calls share
-    the query encoder's forward pass (``@serve.batch``): the batch's questions are encoded in one
-    pass (stage ``encode_query``, ``n_in`` = the batch size), then each is searched on its own."""
+    the query encoder's forward pass (``@serve.batch``, ``retriever.max_batch_size`` calls waiting up
+    to ``retriever.batch_wait_timeout_s``): the batch's questions are encoded in one pass (stage
+    ``encode_query``, ``n_in`` = the batch size), then each is searched on its own."""
+
+    def __init__(self, cfg: RetrieverConfig):
+        super().__init__(cfg)
+        self.retrieve.set_max_batch_size(cfg.max_batch_size)
+        self.retrieve.set_batch_wait_timeout_s(cfg.batch_wait_timeout_s)
 
     def _main(self, index, encode):
         from rayapp.retrieve import HybridRetriever

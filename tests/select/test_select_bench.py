@@ -95,3 +95,13 @@ def test_bench_label_on_a_small_mesh_file(tmp_path):
     s = {x["method"]: x for x in r["summary"]}
     assert set(s) == {"sgmfs_propagation", "mlknn_all_features"}
     assert s["sgmfs_propagation"]["average_precision"]["mean"] > 0.8
+
+
+@pytest.mark.parametrize("name", ["bench_select.yaml", "bench_select_20seeds.yaml", "quick/bench_select.yaml"])
+def test_shipped_configs_load(name):
+    from pathlib import Path
+
+    from rayapp.config import load_config
+
+    cfg = load_config(BenchSelectConfig, Path(__file__).parents[2] / "configs" / name)
+    assert {m.name for m in cfg.methods} == {"all", "random", "variance", "laplacian", "mutual_info", "rfs", "sgmfs"}
