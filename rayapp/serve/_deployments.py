@@ -124,11 +124,11 @@ class Retriever(_Versioned):
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.002)
     async def retrieve(self, questions: list[str], top_ks: list[int]) -> list[dict[str, Any]]:
-        import asyncio
-
-        # each request's own context (its request id) for its log line: a batch runs outside them
-        contexts = serve.context._get_serve_batch_request_context()
-        return await asyncio.to_thread(self._retrieve_batch, questions, top_ks, contexts)
+        # Runs on the replica's event loop, on purpose: while a batch encodes, the calls that arrive
+        # queue up and the next batch takes them all. In a worker thread (asyncio.to_thread) the loop
+        # handed calls over one or two at a time (batches of 1.5 calls, no gain; BENCHMARKS.md).
+        # Each request's own context (its request id) is set again for its log line.
+        return self._retrieve_batch(questions, top_ks, serve.context._get_serve_batch_request_context())
 
     def _retrieve_batch(self, questions: list[str], top_ks: list[int], contexts: list) -> list[dict[str, Any]]:
         import numpy as np
@@ -142,7 +142,7 @@ class Retriever(_Versioned):
             head = [StageTiming("encode_query", round(time.perf_counter() - t0, 6), len(questions), len(questions))]
         out = []
         for question, top_k, vec, ctx in zip(questions, top_ks, vecs, contexts):
-            if ctx is not None:  # this thread runs in a copy of the batch's context: set for this request
+            if ctx is not None:  # the batch's task has its own copy of the context: set it per request
                 serve.context._serve_request_context.set(ctx)
             hits, timings = cur["main"].retrieve(question, top_k, query_vec=vec)
             out.append(self._answer(cur, hits, head + timings, question, top_k, vec))
