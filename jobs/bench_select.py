@@ -36,12 +36,13 @@ def _run(cfg: BenchSelectConfig, _path) -> None:
                        f"ML-kNN k={cfg.mlknn_k} trained on the labelled rows. Goal (SGMFS above every "
                        f"baseline): {met}. Best mean over feature counts <= d/2: sgmfs in {wins.count('sgmfs')} of "
                        f"{len(wins)} (data set, ratio, metric) cells. Plots: bench_select_*.png.")
-    paired = [[cell, metric, g["best_baseline"], f"{g['sgmfs']:.4f}", f"{g['best_baseline_value']:.4f}",
-               f"{g['paired'][g['best_baseline']]['mean_diff']:+.4f}",
-               f"{g['paired'][g['best_baseline']]['wins']} / {g['paired'][g['best_baseline']]['losses']}",
-               round(g["paired"][g["best_baseline"]]["p_sign"], 3),
-               sum(p["wins"] > p["losses"] for p in g["paired"].values()), len(g["paired"])]
-              for cell, metrics in r["goal"].items() for metric, g in metrics.items()]
+    paired = []
+    for cell, metrics in r["goal"].items():
+        for metric, g in metrics.items():
+            best = g["paired"][g["best_baseline"]]
+            paired.append([cell, metric, g["best_baseline"], f"{g['sgmfs']:.4f}", f"{g['best_baseline_value']:.4f}",
+                           f"{best['mean_diff']:+.4f}", f"{best['wins']} / {best['losses']}", round(best["p_sign"], 3),
+                           sum(p["wins"] > p["losses"] for p in g["paired"].values()), len(g["paired"])])
     write_markdown_table(Path(cfg.results_dir) / "bench_select_paired.md", "bench_select: SGMFS vs baselines, seed by seed",
                          ["cell", "metric", "best baseline", "SGMFS", "baseline", "mean diff", "seeds won / lost",
                           "sign-test p", "baselines beaten in more seeds", "baselines"], paired,

@@ -128,11 +128,9 @@ class Retriever(_Versioned):
         # queue up and the next batch takes them all. In a worker thread (asyncio.to_thread) the loop
         # handed calls over one or two at a time (batches of 1.5 calls, no gain; BENCHMARKS.md).
         # Each request's own context (its request id) is set again for its log line.
-        return self._retrieve_batch(questions, top_ks, serve.context._get_serve_batch_request_context())
-
-    def _retrieve_batch(self, questions: list[str], top_ks: list[int], contexts: list) -> list[dict[str, Any]]:
         import numpy as np
 
+        contexts = serve.context._get_serve_batch_request_context()
         contexts = contexts if len(contexts) == len(questions) else [None] * len(questions)
         cur = self.current  # one version for the whole batch, even if a swap lands meanwhile
         head, vecs = [], [None] * len(questions)
