@@ -41,6 +41,11 @@ def _run(cfg: BenchServeConfig, _path) -> None:
              "hop over HTTP (goal < 3 ms per hop). Kill phases: "
              "failure window = kill to the last failed request; replaced = kill to Serve running the "
              "full replica count again (goals: <= 1% failed, < 10 s). Plot: bench_serve_kills.png.")
+    for ep, s in r["load"].items():
+        cpu = s["cpu"]
+        roles = ", ".join(f"{role} {ms}" for role, ms in cpu["ms_per_request"].items())
+        notes += (f" CPU ms per answered /v1/{ep} request: {cpu['total_ms_per_request']} in all "
+                  f"({cpu['cores_busy']} cores busy): {roles}.")
     write_report(out, "bench_serve", {**r, "config": cfg.model_dump(mode="json")},
                  ["phase", "requests", "ok/s", "p50 ms", "p90 ms", "p99 ms", "failed", "failed share",
                   "failure window s", "replaced s"], rows, notes=notes)

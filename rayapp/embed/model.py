@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -19,20 +18,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rayapp.models._loading import _read_pooling, is_decoder_config
+
 __all__ = ["Embedder", "format_query", "is_decoder_config", "set_bidirectional"]
 
 Pooling = Literal["mean", "cls", "lasttoken"]
-_DECODER_TYPES = {"llama", "qwen2", "qwen3", "mistral", "gemma", "gemma2", "phi3", "gpt2", "smollm3", "olmo2"}
 
 
 def format_query(query: str, instruction: str = "") -> str:
     """KaLM's query format; an empty instruction leaves the query as it is."""
     return f"Instruct: {instruction} \n Query: {query}" if instruction else query
-
-
-def is_decoder_config(config) -> bool:
-    archs = getattr(config, "architectures", None) or []
-    return config.model_type in _DECODER_TYPES or any(a.endswith("ForCausalLM") for a in archs)
 
 
 def set_bidirectional(model: torch.nn.Module) -> int:
@@ -140,20 +135,3 @@ class Embedder(torch.nn.Module):
 
         shutil.rmtree(hf_dir)
         return folder
-
-
-def _read_pooling(root: Path, sub: str = "1_Pooling") -> Optional[str]:
-    """The pooling mode of a sentence-transformers folder's pooling module (``root/sub``)."""
-    cfg = root / sub / "config.json"
-    if not cfg.is_file():
-        return None
-    data = json.loads(cfg.read_text(encoding="utf-8"))
-    mode = data.get("pooling_mode")
-    if isinstance(mode, str):
-        return mode if mode in ("mean", "cls", "lasttoken") else None
-    # older sentence-transformers: one boolean per mode
-    for key, name in (("pooling_mode_mean_tokens", "mean"), ("pooling_mode_cls_token", "cls"),
-                      ("pooling_mode_lasttoken", "lasttoken")):
-        if data.get(key):
-            return name
-    return None

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import re
@@ -14,6 +15,15 @@ from rayapp.config import default_home
 log = logging.getLogger(__name__)
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+_DECODER_TYPES = {"llama", "qwen2", "qwen3", "mistral", "gemma", "gemma2", "phi3", "gpt2", "smollm3", "olmo2"}
+
+
+def is_decoder_config(config) -> bool:
+    """A decoder LM config (Llama, Qwen2, SmolLM2, ...): ``model_type`` or a ``*ForCausalLM`` architecture."""
+    archs = getattr(config, "architectures", None) or []
+    return config.model_type in _DECODER_TYPES or any(a.endswith("ForCausalLM") for a in archs)
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -127,3 +137,20 @@ def load_causal_lm(name: str):
     model = AutoModelForCausalLM.from_pretrained(path)
     model.eval()
     return tok, model
+
+
+def _read_pooling(root: Path, sub: str = "1_Pooling") -> Optional[str]:
+    """The pooling mode of a sentence-transformers folder's pooling module (``root/sub``)."""
+    cfg = root / sub / "config.json"
+    if not cfg.is_file():
+        return None
+    data = json.loads(cfg.read_text(encoding="utf-8"))
+    mode = data.get("pooling_mode")
+    if isinstance(mode, str):
+        return mode if mode in ("mean", "cls", "lasttoken") else None
+    # older sentence-transformers: one boolean per mode
+    for key, name in (("pooling_mode_mean_tokens", "mean"), ("pooling_mode_cls_token", "cls"),
+                      ("pooling_mode_lasttoken", "lasttoken")):
+        if data.get(key):
+            return name
+    return None

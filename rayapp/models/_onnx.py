@@ -28,16 +28,22 @@ class UnsupportedForOnnx(ValueError):
 
 def _check_stack(folder: Path) -> bool:
     """True if the folder's model normalises its output; raises :class:`UnsupportedForOnnx` unless
-    it is Transformer + mean Pooling (+ Normalize). Reads ``modules.json``, loads nothing."""
+    it is an encoder (not a decoder LM) under Transformer + mean Pooling (+ Normalize). Reads
+    ``modules.json`` and ``config.json``, loads nothing."""
     import json
+    from types import SimpleNamespace
 
-    from rayapp.embed.model import _read_pooling
+    from rayapp.models._loading import _read_pooling, is_decoder_config
 
     try:
         mods = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
+        hf = json.loads((folder / mods[0].get("path", "") / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, IndexError) as e:
         raise UnsupportedForOnnx(f"embed.backend: 'onnx' needs a sentence-transformers folder with modules.json "
-                                 f"({folder}: {e})") from e
+                                 f"and the transformer's config.json ({folder}: {e})") from e
+    if is_decoder_config(SimpleNamespace(model_type=hf.get("model_type"), architectures=hf.get("architectures"))):
+        raise UnsupportedForOnnx(f"embed.backend: 'onnx' supports encoder models; {folder} is a decoder "
+                                 f"({hf.get('model_type')}): use backend: torch")
     kinds = [m["type"].rsplit(".", 1)[-1] for m in mods]
     mode = _read_pooling(folder, mods[1]["path"]) if len(mods) > 1 else None
     ok = (len(mods) in (2, 3) and kinds[:2] == ["Transformer", "Pooling"] and mode == "mean"

@@ -46,6 +46,7 @@ class _Versioned(_Ready):
 
     def __init__(self, cfg: RetrieverConfig):
         self.cfg, self.current, self._models = cfg, None, {}
+        self.encoder_backend: Optional[str] = None
 
     def ready(self) -> bool:
         return self.current is not None
@@ -59,12 +60,32 @@ class _Versioned(_Ready):
                  self.current["passages"])
 
     def _encoder(self, emb: dict[str, Any]):
-        from rayapp.models import load_sentence_transformer
-
+        """The index's query encoder (one per embedder, kept across index versions), by
+        ``retriever.query_encoder``; ``self.encoder_backend`` says which one runs."""
         key = (emb["path"], emb["max_seq_length"])
         if key not in self._models:
-            self._models[key] = load_sentence_transformer(emb["path"], emb["max_seq_length"])
-        model = self._models[key]
+            self._models[key] = self._load_encoder(emb["path"], emb["max_seq_length"])
+        return self._models[key]
+
+    def _load_encoder(self, path: str, max_seq_length: int):
+        import os
+
+        from rayapp.models._onnx import OnnxEncoder, UnsupportedForOnnx
+
+        if self.cfg.query_encoder != "torch":
+            try:
+                onnx = OnnxEncoder(path, max_seq_length, threads=int(os.environ.get("OMP_NUM_THREADS") or 1))
+            except UnsupportedForOnnx as e:
+                if self.cfg.query_encoder == "onnx":
+                    raise
+                log.info("query encoder: torch (%s)", e)
+            else:
+                self.encoder_backend = "onnx"
+                return lambda q: onnx.encode([q] if isinstance(q, str) else list(q))
+        from rayapp.models import load_sentence_transformer
+
+        model = load_sentence_transformer(path, max_seq_length)
+        self.encoder_backend = "torch"
         return lambda q: model.encode(q, normalize_embeddings=True)
 
     def _load(self, index_path: str, deltas: list[str]) -> dict[str, Any]:
@@ -103,7 +124,8 @@ class _Versioned(_Ready):
 
     def info(self) -> dict[str, Any]:
         cur = self.current
-        return {"passages": cur["passages"], "index_version": cur["version"], "delta_versions": cur["delta_versions"]}
+        return {"passages": cur["passages"], "index_version": cur["version"], "delta_versions": cur["delta_versions"],
+                "query_encoder": self.encoder_backend}
 
 
 class Retriever(_Versioned):

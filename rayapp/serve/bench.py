@@ -8,6 +8,9 @@
 - **Hops**: the same retrieval called in this process, through a deployment handle (one hop) and
   over HTTP (proxy -> Ingress -> Retriever, two hops); a call's overhead is its latency minus the
   retriever's own reported time, per hop = overhead / hops (medians).
+- **CPU per request**: during each load phase, the CPU seconds of every process on this machine
+  (Serve's proxy, each deployment's replicas, the controller, Ray's own daemons, this driver and its
+  clients), divided by the requests answered: where the cores go.
 
 Each figure is measured against its in-run baseline; nothing is compared with numbers from
 another run.
@@ -27,7 +30,7 @@ from pydantic import Field
 from rayapp.config import (DEPLOYMENTS, AppConfig, CorpusConfig, EmbedConfig, IndexConfig, RayConfig, StrictModel,
                            default_home)
 
-__all__ = ["BenchServeConfig", "KillPhase", "bench_serve", "run_load", "kill_replica"]
+__all__ = ["BenchServeConfig", "KillPhase", "bench_serve", "run_load", "kill_replica", "cpu_snapshot", "cpu_per_request"]
 
 Endpoint = Literal["retrieve", "query"]
 
@@ -119,6 +122,48 @@ def run_load(url: str, endpoint: Endpoint, questions: list[str], clients: int, d
     ``(start, seconds, status)`` record per request (status: the HTTP code, or the name of the
     client error, e.g. ``ReadTimeout`` past ``timeout_s``)."""
     return asyncio.run(_load(url, endpoint, questions, clients, duration_s, max_new_tokens, timeout_s))
+
+
+def cpu_snapshot() -> dict[int, tuple[str, float]]:
+    """``pid -> (role, CPU seconds so far)`` for every process on this machine. The role of a Ray
+    worker is its process title (``ray::ServeReplica:<app>:<deployment>`` -> ``<deployment>``,
+    ``ray::ProxyActor`` -> ``ProxyActor``); of this process ``driver``; of others the program name."""
+    import os
+
+    import psutil
+
+    me, out = os.getpid(), {}
+    for p in psutil.process_iter(["cmdline", "name"]):
+        try:
+            t = p.cpu_times()
+            cmd = p.info["cmdline"] or [p.info["name"] or "?"]
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+        title = cmd[0]
+        if p.pid == me:
+            role = "driver"
+        elif title.startswith("ray::"):
+            role = title[5:].split()[0]
+            if role.startswith("ServeReplica:"):
+                role = role.rsplit(":", 1)[-1]
+        else:
+            role = next((Path(c).name for c in cmd if c.endswith(".py")), Path(title).name)
+        out[p.pid] = (role, t.user + t.system)
+    return out
+
+
+def cpu_per_request(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]],
+                    wall_s: float, ok: int) -> dict[str, Any]:
+    """CPU milliseconds per answered request by role, between two :func:`cpu_snapshot`s (processes
+    alive at both), busiest first; ``cores_busy``: all roles' CPU over the wall time."""
+    by_role: dict[str, float] = {}
+    for pid, (role, t1) in after.items():
+        if pid in before and before[pid][0] == role:
+            by_role[role] = by_role.get(role, 0.0) + t1 - before[pid][1]
+    total = sum(by_role.values())
+    per = {r: round(1e3 * s / max(ok, 1), 2) for r, s in sorted(by_role.items(), key=lambda kv: -kv[1]) if s > 0.005 * total}
+    return {"ms_per_request": per, "total_ms_per_request": round(1e3 * total / max(ok, 1), 2),
+            "cores_busy": round(total / wall_s, 2)}
 
 
 def _summary(records: list[tuple[float, float, Any]], wall_s: float) -> dict[str, Any]:
@@ -280,9 +325,11 @@ def bench_serve(cfg: BenchServeConfig) -> dict[str, Any]:
         hops = _hops(cfg, url, info.path)
         load = {}
         for ep in cfg.endpoints:
-            t1 = time.perf_counter()
+            t1, cpu0 = time.perf_counter(), cpu_snapshot()
             records = run_load(url, ep, cfg.questions, cfg.clients, cfg.duration_s, cfg.query_max_new_tokens)
-            load[ep] = _summary(records, time.perf_counter() - t1)
+            wall = time.perf_counter() - t1
+            load[ep] = _summary(records, wall)
+            load[ep]["cpu"] = cpu_per_request(cpu0, cpu_snapshot(), wall, load[ep]["ok"])
         kills = [_kill_phase(cfg, url, phase) for phase in cfg.kills]
     finally:
         serve.delete(APP_NAME)

@@ -58,6 +58,22 @@ def test_unsupported_pooling_is_refused(minilm, tmp_path):
         OnnxEncoder("someorg/somemodel", 256, threads=1)
 
 
+def test_decoder_embedder_is_refused(tmp_path):
+    """A KaLM-style decoder (mean pooled) is left to torch: the export and fusions are BERT-only."""
+    import json
+
+    from rayapp.models._onnx import OnnxEncoder, UnsupportedForOnnx
+
+    mods = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+    (tmp_path / "modules.json").write_text(json.dumps(mods))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen2", "architectures": ["Qwen2Model"]}))
+    (tmp_path / "1_Pooling").mkdir()
+    (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode": "mean"}))
+    with pytest.raises(UnsupportedForOnnx, match="is a decoder \\(qwen2\\): use backend: torch"):
+        OnnxEncoder(str(tmp_path), 256, threads=1)
+
+
 def test_embed_texts_onnx_backend_on_ray(ray_session, minilm, monkeypatch_module, onnx_encoder):
     from rayapp.data.embed import embed_texts
 

@@ -206,6 +206,27 @@ def test_concurrent_retrievals_share_the_query_encoder_and_keep_their_own_answer
     assert max(t["timings"][0]["n_in"] for t in together) > 1, [t["timings"][0] for t in together]
 
 
+def test_retriever_encodes_queries_with_onnx_and_ranks_as_sentence_transformers(app_url, small_index, minilm):
+    """``query_encoder: auto`` runs MiniLM through ONNX Runtime in the replica; its rankings are
+    those of the same retriever with ``SentenceTransformer.encode`` in this process."""
+    from ray import serve
+
+    from rayapp.config import RetrieverConfig
+    from rayapp.index import LoadedIndex
+    from rayapp.retrieve import HybridRetriever
+    from rayapp.serve import APP_NAME
+
+    handle = serve.get_deployment_handle("Retriever", APP_NAME)
+    assert handle.info.remote().result()["query_encoder"] == "onnx"
+    local = HybridRetriever(LoadedIndex(small_index.path), RetrieverConfig(top_k=3),
+                            lambda q: minilm.encode(q, normalize_embeddings=True))
+    for q in ["temporary directory", "parse JSON", "write rows to a CSV file", "dump an object to a string"]:
+        served = handle.retrieve.remote(q, 3).result()["hits"]
+        hits, _ = local.retrieve(q, 3)
+        assert [h["id"] for h in served] == [h.id for h in hits], q
+        assert [h["score"] for h in served] == pytest.approx([h.score for h in hits], abs=1e-6)
+
+
 def test_pica_request_per_query_and_per_task(app_url):
     for pica in ({"demos": DEMOS}, {"task": "define"}, {"task": "define", "mode": "task"}):
         r = chat(app_url, "What is a tuple in Python?", max_tokens=20, pica=pica)

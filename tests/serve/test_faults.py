@@ -6,7 +6,7 @@ import threading
 import pytest
 
 from rayapp.config import AppConfig
-from rayapp.serve.bench import kill_replica, run_load
+from rayapp.serve.bench import cpu_per_request, cpu_snapshot, kill_replica, run_load
 from tests.serve.test_timeouts import StuckStage
 
 
@@ -46,3 +46,21 @@ def test_killed_replica_is_replaced_and_requests_keep_succeeding(faults_url, dep
     tail = [c for s, d, c in records if s + d > t_end - 2]
     assert tail and all(c == 200 for c in tail), tail  # answered again after the replacement
     assert sum(c == 200 for _, _, c in records) > 0.5 * len(records)
+
+
+def test_cpu_per_request_counts_processes_alive_at_both_snapshots():
+    before = {1: ("Retriever", 10.0), 2: ("ProxyActor", 5.0), 3: ("Ingress", 1.0), 4: ("raylet", 0.0)}
+    after = {1: ("Retriever", 12.0), 2: ("ProxyActor", 6.0), 3: ("Generator", 9.0),  # pid 3 reused
+             4: ("raylet", 0.001), 5: ("Ingress", 50.0)}  # pid 5 started in between
+    cpu = cpu_per_request(before, after, wall_s=2.0, ok=100)
+    assert cpu["ms_per_request"] == {"Retriever": 20.0, "ProxyActor": 10.0}  # raylet: under 0.5% of the total
+    assert list(cpu["ms_per_request"]) == ["Retriever", "ProxyActor"]
+    assert cpu["total_ms_per_request"] == 30.01 and cpu["cores_busy"] == 1.5
+
+
+def test_cpu_snapshot_names_serve_processes_by_role(faults_url):
+    before = cpu_snapshot()
+    records = run_load(faults_url, "retrieve", ["q"], clients=2, duration_s=2)
+    cpu = cpu_per_request(before, cpu_snapshot(), 2.0, sum(c == 200 for _, _, c in records))
+    assert {"Ingress", "ProxyActor", "driver"} <= set(cpu["ms_per_request"]), cpu
+    assert cpu["total_ms_per_request"] >= sum(cpu["ms_per_request"].values()) - 0.1
