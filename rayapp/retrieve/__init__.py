@@ -9,6 +9,7 @@ document pre-ranker -> passage post-ranker) builds on the same :class:`~rayapp.t
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Callable, Optional
 
 import numpy as np
@@ -58,27 +59,33 @@ class HybridRetriever:
     def retrieve(self, query: str, top_k: Optional[int] = None,
                  query_vec: Optional[np.ndarray] = None) -> tuple[list[Hit], list[StageTiming]]:
         """Top ``top_k`` passages and the stage timings. ``query_vec``: the query's vector when the
-        caller has encoded it already (the served Retriever encodes a batch of concurrent queries in
-        one pass); the "dense" stage then times only the search."""
-        top_k = top_k or self.cfg.top_k
-        n = self.cfg.candidates
-        t = Timings()
-        lists = []
+        caller has encoded it already; the "dense" stage then times only the search."""
+        vecs = None if query_vec is None else np.asarray(query_vec).reshape(1, -1)
+        return self.retrieve_many([query], [top_k or self.cfg.top_k], vecs)[0]
+
+    def retrieve_many(self, queries: list[str], top_ks: list[int],
+                      query_vecs: Optional[np.ndarray] = None) -> list[tuple[list[Hit], list[StageTiming]]]:
+        """:meth:`retrieve` of several queries, BM25 and dense each searched once for all of them
+        (the served Retriever's batch of concurrent calls): one result per query, the same as alone.
+        ``query_vecs``: (n, d), when the caller has encoded the queries. Each query's timings give
+        the shared searches' time (what it waited for) with its own candidate counts."""
+        n, t, lists = self.cfg.candidates, Timings(), []
         if self.cfg.use_bm25:
-            with t.stage("bm25", n_in=len(self.index)) as row:
-                bm25 = [r for r, _ in self.index.search_bm25(query, n)]
-                row.n_out = len(bm25)
-            lists.append(bm25)
+            with t.stage("bm25", n_in=len(self.index)):
+                lists.append([[r for r, _ in found] for found in self.index.search_bm25_many(queries, n)])
         if self.cfg.use_dense:
-            with t.stage("dense", n_in=len(self.index)) as row:
-                vec = self.encode(query) if query_vec is None else query_vec
-                dense = [r for r, _ in self.index.search_dense(vec, n)]
-                row.n_out = len(dense)
-            lists.append(dense)
-        with t.stage("fuse", n_in=sum(len(x) for x in lists)) as row:
-            fused = rrf_fuse(lists, self.cfg.rrf_k)[:top_k]
-            row.n_out = len(fused)
-        ix = self.index
-        hits = [Hit(id=ix.ids[r], kind="passage", score=s, stage="hybrid", text=ix.texts[r],
-                    title=ix.titles[r], doc_id=ix.passage_doc_ids[r]) for r, s in fused]
-        return hits, t.rows
+            with t.stage("dense", n_in=len(self.index)):
+                vecs = self.encode(list(queries)) if query_vecs is None else query_vecs
+                vecs = np.asarray(vecs, dtype=np.float32).reshape(len(queries), -1)
+                lists.append([[r for r, _ in found] for found in self.index.search_dense_many(vecs, n)])
+        out, ix = [], self.index
+        for i, top_k in enumerate(top_ks):
+            mine = [lst[i] for lst in lists]
+            rows = [dataclasses.replace(row, n_out=len(found)) for row, found in zip(t.rows, mine)]
+            t0 = time.perf_counter()
+            fused = rrf_fuse(mine, self.cfg.rrf_k)[:top_k]
+            rows.append(StageTiming("fuse", round(time.perf_counter() - t0, 6), sum(map(len, mine)), len(fused)))
+            hits = [Hit(id=ix.ids[r], kind="passage", score=sc, stage="hybrid", text=ix.texts[r],
+                        title=ix.titles[r], doc_id=ix.passage_doc_ids[r]) for r, sc in fused]
+            out.append((hits, rows))
+        return out

@@ -130,9 +130,10 @@ class _Versioned(_Ready):
 
 class Retriever(_Versioned):
     """Hybrid BM25 + dense retrieval (RRF) over the served index version. Concurrent calls share
-    the query encoder's forward pass (``@serve.batch``, ``retriever.max_batch_size`` calls waiting up
-    to ``retriever.batch_wait_timeout_s``): the batch's questions are encoded in one pass (stage
-    ``encode_query``, ``n_in`` = the batch size), then each is searched on its own."""
+    one pass of each stage (``@serve.batch``, ``retriever.max_batch_size`` calls waiting up to
+    ``retriever.batch_wait_timeout_s``): the batch's questions are encoded together (stage
+    ``encode_query``, ``n_in`` = the batch size), then BM25 and faiss each search once for all of
+    them (:meth:`~rayapp.retrieve.HybridRetriever.retrieve_many`); fusion and deltas go per question."""
 
     def __init__(self, cfg: RetrieverConfig):
         super().__init__(cfg)
@@ -160,11 +161,11 @@ class Retriever(_Versioned):
             t0 = time.perf_counter()
             vecs = np.asarray(cur["encode"](questions), dtype=np.float32).reshape(len(questions), -1)
             head = [StageTiming("encode_query", round(time.perf_counter() - t0, 6), len(questions), len(questions))]
+        found = cur["main"].retrieve_many(questions, top_ks, vecs if self.cfg.use_dense else None)
         out = []
-        for question, top_k, vec, ctx in zip(questions, top_ks, vecs, contexts):
+        for question, top_k, vec, ctx, (hits, timings) in zip(questions, top_ks, vecs, contexts, found):
             if ctx is not None:  # the batch's task has its own copy of the context: set it per request
                 serve.context._serve_request_context.set(ctx)
-            hits, timings = cur["main"].retrieve(question, top_k, query_vec=vec)
             out.append(self._answer(cur, hits, head + timings, question, top_k, vec))
         return out
 

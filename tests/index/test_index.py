@@ -41,6 +41,21 @@ def test_bm25_query_without_known_terms_is_empty(small_index):
     assert ix.search_bm25("zzzqqqxxyy", 5) == []
 
 
+def test_searches_of_many_queries_equal_each_query_alone(small_index, minilm):
+    ix = LoadedIndex(small_index.path)
+    qs = ["TemporaryDirectory context manager", "the of and", "write rows to a CSV file", "zzzqqqxxyy"]
+    many = ix.search_bm25_many(qs, 5)
+    assert many == [ix.search_bm25(q, 5) for q in qs]
+    assert many[1] == [] and many[3] == [] and ix.titles[many[0][0][0]] == "tempfile.TemporaryDirectory"
+    assert ix.search_bm25_many(["the of and", "zzzqqqxxyy"], 5) == [[], []]
+    vecs = minilm.encode(qs, normalize_embeddings=True)
+    dense = ix.search_dense_many(vecs, 5)
+    for v, got in zip(vecs, dense):
+        alone = ix.search_dense(v, 5)
+        assert [r for r, _ in got] == [r for r, _ in alone]
+        assert [s for _, s in got] == pytest.approx([s for _, s in alone], abs=1e-6)
+
+
 def test_index_is_reused(small_corpus, small_index, home):
     again = build_index(small_corpus, EmbedConfig(batch_size=32), IndexConfig(), home)
     assert again.cached and again.path == small_index.path

@@ -31,6 +31,21 @@ def test_hybrid_retrieval(loaded, minilm):
     assert timings[-1].n_out == 3 and all(t.n_out <= t.n_in for t in timings)
 
 
+def test_retrieve_many_equals_each_query_alone(loaded, minilm):
+    """The served batch path: BM25 and faiss searched once for all queries, each answer its own."""
+    enc = lambda q: minilm.encode(q, normalize_embeddings=True)  # noqa: E731
+    r = HybridRetriever(loaded, RetrieverConfig(candidates=20), enc)
+    qs = ["How do I serialize an object to a JSON string?", "zzzqqqxxyy", "temporary directory", "csv writer"]
+    top_ks = [3, 2, 5, 1]
+    together = r.retrieve_many(qs, top_ks, enc(qs))
+    for q, k, (hits, timings) in zip(qs, top_ks, together):
+        alone, alone_t = r.retrieve(q, k)
+        assert [h.id for h in hits] == [h.id for h in alone] and len(hits) == k
+        assert [h.score for h in hits] == pytest.approx([h.score for h in alone])
+        assert [(t.stage, t.n_in, t.n_out) for t in timings] == [(t.stage, t.n_in, t.n_out) for t in alone_t]
+    assert together[1][1][0].n_out == 0 and together[0][1][0].n_out == 20  # its own BM25 count
+
+
 def test_dense_only_when_bm25_is_off(loaded, minilm):
     cfg = RetrieverConfig(top_k=4, use_bm25=False)
     enc = lambda q: minilm.encode(q, normalize_embeddings=True)
