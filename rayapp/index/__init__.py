@@ -21,6 +21,7 @@ not have, and copies the other vectors (documents' vectors likewise). Serve repl
 
 from __future__ import annotations
 
+import contextlib
 
 import json
 import logging
@@ -198,6 +199,25 @@ def _embed_reusing(texts: list[str], hashes: list[str], embed: EmbedConfig, prev
     return vectors, len(texts) - len(todo)
 
 
+@contextlib.contextmanager
+def _blas_path(threshold: Optional[int]):
+    """faiss (1.15) computes exact inner products with a matrix product when ``n_queries x d`` reaches
+    ``distance_compute_blas_threshold`` (128,000 by default, i.e. 334 queries at d = 384), else
+    query by query with SIMD. Measured at 101k x 384, one thread, ms per query: 1 query 15.6 (SIMD)
+    vs 30.7 (product); 4 queries 14.7 vs 10.1; 16 queries 15.2 vs 5.0. So a served batch of two or
+    more takes the product: the threshold is lowered to ``threshold`` for the call (a process-wide
+    setting, put back after it; ``None`` leaves it alone)."""
+    import faiss
+
+    before = faiss.cvar.distance_compute_blas_threshold
+    if threshold is not None and threshold < before:
+        faiss.cvar.distance_compute_blas_threshold = threshold
+    try:
+        yield
+    finally:
+        faiss.cvar.distance_compute_blas_threshold = before
+
+
 class LoadedIndex:
     """An index version opened read-only: BM25 and dense search over the same passage rows."""
 
@@ -273,11 +293,14 @@ class LoadedIndex:
         return self.search_dense_many(np.asarray(query_vec).reshape(1, -1), k)[0]
 
     def search_dense_many(self, query_vecs: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
-        """:meth:`search_dense` of each row of ``query_vecs`` (n, d), in one faiss search: an exact
-        search reads the stored vectors once per block of queries, so at 100k passages 16 queries
-        together cost about a fifth as much per query as one at a time."""
+        """:meth:`search_dense` of each row of ``query_vecs`` (n, d), in one faiss search. From two
+        queries on, exact search takes faiss's matrix-product path, which reads the stored vectors
+        once for the whole batch (:func:`_blas_path`): at 101k passages x 384 on one thread, 16
+        queries cost 5.0 ms each instead of 15 ms each."""
         k = min(k, len(self.ids))
-        scores, rows = self.dense.search(np.ascontiguousarray(query_vecs, dtype=np.float32), k)
+        q = np.ascontiguousarray(query_vecs, dtype=np.float32)
+        with _blas_path(len(q) * q.shape[1] if len(q) > 1 else None):
+            scores, rows = self.dense.search(q, k)
         return [[(int(r), float(s)) for r, s in zip(rr, ss) if r >= 0] for rr, ss in zip(rows, scores)]
 
     def search_clusters(self, query: str, k: int) -> list[tuple[int, float]]:
