@@ -25,7 +25,8 @@ def _run(cfg: BenchServeConfig, _path) -> None:
     init_ray(cfg.ray)
     r = bench_serve(cfg)
     out = Path(cfg.results_dir)
-    plot_kills(r["kills"], out / "bench_serve_kills.png")
+    if r["kills"]:
+        plot_kills(r["kills"], out / "bench_serve_kills.png")
     rows = [[f"load /v1/{ep}", s["requests"], s["rps"], s["p50_ms"], s["p90_ms"], s["p99_ms"], s["failed"],
              s["failed_share"], "", ""] for ep, s in r["load"].items()]
     rows += [[f"kill {k['deployment']} (/v1/{k['endpoint']})", k["requests"], k["rps"], k["p50_ms"], k["p90_ms"],

@@ -107,6 +107,24 @@ class Guard:
     def enabled(self) -> bool:
         return len(self.keys) > 0 or self.limiter is not None
 
+    def refusal(self, request: Request) -> Optional[JSONResponse]:
+        """The 401 (no valid key) or 429 (over the key's rate) answer to ``request``; None lets it
+        through (also when the guard is off or the path is open)."""
+        if not self.enabled or request.url.path in self.open_paths:
+            return None
+        key_id = "anonymous"
+        if len(self.keys):
+            key = _presented_key(request)
+            key_id = self.keys.check(key) if key else None
+            if key_id is None:
+                return _refuse(401, "unauthorized", "missing or invalid API key: send 'Authorization: Bearer <key>' "
+                               "or 'X-API-Key: <key>'", {"WWW-Authenticate": "Bearer"})
+        if self.limiter is not None:
+            ok, wait = self.limiter.allow(key_id)
+            if not ok:
+                return _refuse(429, "rate_limited", f"rate limit reached; retry in {wait} s", {"Retry-After": str(wait)})
+        return None
+
 
 def _presented_key(request: Request) -> Optional[str]:
     auth = request.headers.get("authorization", "")
@@ -124,19 +142,7 @@ def guard_dispatch(get_guard: Callable[[], Optional[Guard]]):
 
     async def dispatch(request: Request, call_next: Callable[[Request], Awaitable]):
         guard = get_guard()
-        if guard is None or not guard.enabled or request.url.path in guard.open_paths:
-            return await call_next(request)
-        key_id = "anonymous"
-        if len(guard.keys):
-            key = _presented_key(request)
-            key_id = guard.keys.check(key) if key else None
-            if key_id is None:
-                return _refuse(401, "unauthorized", "missing or invalid API key: send 'Authorization: Bearer <key>' "
-                               "or 'X-API-Key: <key>'", {"WWW-Authenticate": "Bearer"})
-        if guard.limiter is not None:
-            ok, wait = guard.limiter.allow(key_id)
-            if not ok:
-                return _refuse(429, "rate_limited", f"rate limit reached; retry in {wait} s", {"Retry-After": str(wait)})
-        return await call_next(request)
+        refusal = guard.refusal(request) if guard is not None else None
+        return refusal if refusal is not None else await call_next(request)
 
     return dispatch

@@ -30,7 +30,7 @@ from pydantic import Field
 from rayapp.config import (DEPLOYMENTS, AppConfig, CorpusConfig, EmbedConfig, IndexConfig, RayConfig, StrictModel,
                            default_home)
 
-__all__ = ["BenchServeConfig", "KillPhase", "bench_serve", "run_load", "kill_replica", "cpu_snapshot", "cpu_per_request"]
+__all__ = ["BenchServeConfig", "KillPhase", "bench_serve", "run_load", "kill_replica", "cpu_snapshot", "cpu_per_request", "process_role"]
 
 Endpoint = Literal["retrieve", "query"]
 
@@ -124,10 +124,20 @@ def run_load(url: str, endpoint: Endpoint, questions: list[str], clients: int, d
     return asyncio.run(_load(url, endpoint, questions, clients, duration_s, max_new_tokens, timeout_s))
 
 
+def process_role(cmdline: list[str]) -> str:
+    """What a process is, from its command line: a Ray worker by its process title
+    (``ray::ServeReplica:<app>:<deployment>`` -> the deployment, ``ray::ServeController.listen_for_change``
+    -> ``ServeController``, ``ray::ProxyActor`` -> ``ProxyActor``), a Python program by its script,
+    anything else by its executable's name."""
+    title = cmdline[0] if cmdline else "?"
+    if title.startswith("ray::"):
+        return title[5:].split()[0].rsplit(":", 1)[-1].split(".")[0]
+    return next((Path(c).name for c in cmdline if c.endswith(".py")), Path(title).name)
+
+
 def cpu_snapshot() -> dict[int, tuple[str, float]]:
-    """``pid -> (role, CPU seconds so far)`` for every process on this machine. The role of a Ray
-    worker is its process title (``ray::ServeReplica:<app>:<deployment>`` -> ``<deployment>``,
-    ``ray::ProxyActor`` -> ``ProxyActor``); of this process ``driver``; of others the program name."""
+    """``pid -> (role, CPU seconds so far)`` for every process on this machine; the role is
+    :func:`process_role`, ``driver`` for this process."""
     import os
 
     import psutil
@@ -139,16 +149,7 @@ def cpu_snapshot() -> dict[int, tuple[str, float]]:
             cmd = p.info["cmdline"] or [p.info["name"] or "?"]
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
-        title = cmd[0]
-        if p.pid == me:
-            role = "driver"
-        elif title.startswith("ray::"):
-            role = title[5:].split()[0]
-            if role.startswith("ServeReplica:"):
-                role = role.rsplit(":", 1)[-1]
-        else:
-            role = next((Path(c).name for c in cmd if c.endswith(".py")), Path(title).name)
-        out[p.pid] = (role, t.user + t.system)
+        out[p.pid] = ("driver" if p.pid == me else process_role(cmd), t.user + t.system)
     return out
 
 

@@ -6,7 +6,7 @@ import threading
 import pytest
 
 from rayapp.config import AppConfig
-from rayapp.serve.bench import cpu_per_request, cpu_snapshot, kill_replica, run_load
+from rayapp.serve.bench import cpu_per_request, cpu_snapshot, kill_replica, process_role, run_load
 from tests.serve.test_timeouts import StuckStage
 
 
@@ -64,3 +64,11 @@ def test_cpu_snapshot_names_serve_processes_by_role(faults_url):
     cpu = cpu_per_request(before, cpu_snapshot(), 2.0, sum(c == 200 for _, _, c in records))
     assert {"Ingress", "ProxyActor", "driver"} <= set(cpu["ms_per_request"]), cpu
     assert cpu["total_ms_per_request"] >= sum(cpu["ms_per_request"].values()) - 0.1
+
+
+def test_process_roles_from_command_lines():
+    assert process_role(["ray::ServeReplica:rayapp:Retriever"]) == "Retriever"
+    assert process_role(["ray::ServeController.listen_for_change"]) == "ServeController"
+    assert process_role(["ray::ProxyActor"]) == "ProxyActor"
+    assert process_role(["/venv/bin/python", "/venv/lib/ray/dashboard/dashboard.py", "--host=x"]) == "dashboard.py"
+    assert process_role(["/venv/lib/ray/core/src/ray/raylet/raylet", "--raylet_socket_name=/tmp/x"]) == "raylet"
