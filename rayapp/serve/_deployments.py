@@ -6,6 +6,7 @@ stage; no response carries a stack trace.
 """
 
 
+import asyncio
 import logging
 import time
 import json
@@ -52,8 +53,6 @@ class _Versioned(_Ready):
         return self.current is not None
 
     async def reconfigure(self, config: dict[str, Any]) -> None:
-        import asyncio
-
         index_path, deltas = config["index_path"], list(config.get("deltas") or [])
         self.current = await asyncio.to_thread(self._load, index_path, deltas)
         log.info("serving index %s (+%d deltas, %d passages)", self.current["version"], len(deltas),
@@ -185,8 +184,6 @@ class Reranker(_Ready):
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
     async def score(self, questions: list[str], texts: list[list[str]]) -> list[list[float]]:
-        import asyncio
-
         qs = [q for q, ts in zip(questions, texts) for _ in ts]
         flat = [t for ts in texts for t in ts]
         scores = (await asyncio.to_thread(self.cross.score_pairs, qs, flat, self.pair_batch)).tolist() if flat else []
@@ -216,8 +213,6 @@ class Embedder(_Ready):
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)
     async def embed(self, texts: list[list[str]], dims: list[Optional[int]]) -> list[dict[str, Any]]:
-        import asyncio
-
         import numpy as np
 
         flat = [t for ts in texts for t in ts]
@@ -373,8 +368,6 @@ class Generator(_Ready):
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.05)
     async def chat(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        import asyncio
-
         from rayapp.generate import ChatMessage, Sampling
 
         batch = [([ChatMessage(**m) for m in r["messages"]], Sampling(**r["sampling"])) for r in requests]
@@ -416,8 +409,6 @@ class Generator(_Ready):
 
     async def pica(self, request: dict[str, Any]) -> dict[str, Any]:
         """PICA over the last user message (the system message, if any, replaces PICA's)."""
-        import asyncio
-
         from rayapp.config import Demo
 
         p = self._pica_model()
@@ -537,14 +528,14 @@ def _error(status: int, type_: str, message: str, field: Optional[str] = None) -
     return JSONResponse(status_code=status, content={"error": body})
 
 
-api = FastAPI(title="rayapp", version="0.1.0", description="Retrieval-augmented generation on Ray Serve.")
 class _Front:
     """The ingress's request gate, one pure ASGI middleware (Starlette's ``BaseHTTPMiddleware``
     costs a task group and memory streams per request: three of them took 1.0 ms of CPU per call,
     against 0.2 ms for the whole app without them). Outermost first:
 
     1. counts every request by route and status and times it to its last byte (401/413/429 included;
-       labelled by route template, never by raw path, so cardinality stays bounded);
+       labelled by route template, never by raw path, so cardinality stays bounded; 499 when the
+       client went away first);
     2. 413 for a body over ``limits.max_body_bytes`` by its Content-Length, before it is read;
     3. the API-key guard: 401 without a valid key, 429 over the key's rate (``Guard.refusal``).
     """
@@ -569,7 +560,10 @@ class _Front:
             guard = _state.STATE["guard"]
             if refusal is None and guard is not None:
                 refusal = guard.refusal(request)
-            await (refusal or self.app)(scope, receive, send_status)
+            await (self.app if refusal is None else refusal)(scope, receive, send_status)
+        except asyncio.CancelledError:
+            status = 499
+            raise
         finally:
             metrics = _state.STATE["metrics"]
             if metrics is not None:
@@ -592,6 +586,7 @@ class _Front:
         return None
 
 
+api = FastAPI(title="rayapp", version="0.1.0", description="Retrieval-augmented generation on Ray Serve.")
 api.add_middleware(_Front)
 
 
@@ -724,8 +719,6 @@ class Ingress:
         """``method.remote(*args)`` within the stage's deadline; 504 past it, 503 if the stage fails.
         A call whose replica died under it is sent once more (Serve routes it to a live replica),
         within the same deadline, unless ``retry`` is off (calls that change state)."""
-        import asyncio
-
         from ray.exceptions import ActorDiedError, ActorUnavailableError
 
         t0 = time.perf_counter()
@@ -769,8 +762,6 @@ class Ingress:
     @api.get("/readyz")
     async def readyz(self) -> JSONResponse:
         """200 when every configured stage answers ``ready()`` within 5 s; else 503 naming the stage."""
-        import asyncio
-
         stages = {n: h for n, h in self._stages().items() if h is not None}
         for name, handle in stages.items():
             try:
@@ -939,7 +930,6 @@ class Ingress:
         """SSE: ``retrieval`` {passages, timings}, ``evidence`` (with an extractor), ``token``
         {delta} per decoded piece, then ``done`` {answer, citations, context_ids, timings, usage}; a
         failing or late stage ends the stream with ``error`` {type, stage, message}."""
-        import asyncio
 
         def event(name: str, data: dict[str, Any]) -> str:
             return f"event: {name}\ndata: {json.dumps(data)}\n\n"
