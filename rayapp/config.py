@@ -271,9 +271,9 @@ class RetrieverConfig(StrictModel):
     batch_wait_timeout_s: float = Field(default=0.002, ge=0, le=1)
     #: the served retrievers' query encoder: ``onnx`` runs the index's embedder through ONNX Runtime
     #: (:class:`rayapp.models._onnx.OnnxEncoder`: same vectors to float32 rounding; a replica then
-    #: starts without importing torch or sentence-transformers, and a lone query encodes ~2.7x
-    #: faster); ``torch``: ``SentenceTransformer.encode``; ``auto``: onnx where the embedder is a
-    #: Transformer + mean Pooling stack with a fast tokenizer, else torch
+    #: starts without importing torch or sentence-transformers, and a lone query encodes 2.3-2.7x
+    #: faster); ``torch``: ``SentenceTransformer.encode``; ``auto``: onnx where the embedder is an
+    #: encoder (not a decoder LM) under Transformer + mean Pooling (+ Normalize), else torch
     query_encoder: Literal["auto", "onnx", "torch"] = "auto"
 
     @model_validator(mode="after")

@@ -22,7 +22,6 @@ not have, and copies the other vectors (documents' vectors likewise). Serve repl
 from __future__ import annotations
 
 import contextlib
-
 import json
 import logging
 import time
@@ -200,18 +199,18 @@ def _embed_reusing(texts: list[str], hashes: list[str], embed: EmbedConfig, prev
 
 
 @contextlib.contextmanager
-def _blas_path(threshold: Optional[int]):
+def _blas_path(queries: np.ndarray):
     """faiss (1.15) computes exact inner products with a matrix product when ``n_queries x d`` reaches
     ``distance_compute_blas_threshold`` (128,000 by default, i.e. 334 queries at d = 384), else
     query by query with SIMD. Measured at 101k x 384, one thread, ms per query: 1 query 15.6 (SIMD)
-    vs 30.7 (product); 4 queries 14.7 vs 10.1; 16 queries 15.2 vs 5.0. So a served batch of two or
-    more takes the product: the threshold is lowered to ``threshold`` for the call (a process-wide
-    setting, put back after it; ``None`` leaves it alone)."""
+    vs 30.7 (product); 4 queries 14.7 vs 10.1; 16 queries 15.2 vs 5.0. So two or more ``queries``
+    (n, d) take the product: the threshold is lowered to their ``n x d`` for the call (a
+    process-wide setting, put back after it); one query leaves it alone."""
     import faiss
 
     before = faiss.cvar.distance_compute_blas_threshold
-    if threshold is not None and threshold < before:
-        faiss.cvar.distance_compute_blas_threshold = threshold
+    if len(queries) > 1:
+        faiss.cvar.distance_compute_blas_threshold = min(before, queries.size)
     try:
         yield
     finally:
@@ -299,7 +298,7 @@ class LoadedIndex:
         queries cost 5.0 ms each instead of 15 ms each."""
         k = min(k, len(self.ids))
         q = np.ascontiguousarray(query_vecs, dtype=np.float32)
-        with _blas_path(len(q) * q.shape[1] if len(q) > 1 else None):
+        with _blas_path(q):
             scores, rows = self.dense.search(q, k)
         return [[(int(r), float(s)) for r, s in zip(rr, ss) if r >= 0] for rr, ss in zip(rows, scores)]
 
