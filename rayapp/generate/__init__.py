@@ -15,11 +15,11 @@ from rayapp.config import GeneratorConfig
 from rayapp.types import Hit
 
 from rayapp.generate.engine import (BACKENDS, BackendUnavailableError, ChatMessage, Completion, HFBackend,
-                                    Sampling, make_backend, register_backend)
+                                    OnnxBackend, Sampling, make_backend, register_backend)
 from rayapp.generate.pica import Pica, PicaResult, TaskVectorStore
 
 __all__ = ["build_messages", "parse_citations", "Generator", "ChatMessage", "Sampling", "Completion", "BACKENDS",
-           "register_backend", "make_backend", "HFBackend", "BackendUnavailableError", "Pica", "PicaResult",
+           "register_backend", "make_backend", "HFBackend", "OnnxBackend", "BackendUnavailableError", "Pica", "PicaResult",
            "TaskVectorStore"]
 
 _MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")

@@ -3,25 +3,31 @@
 - ``hf``: a Hugging Face causal LM (CPU float32; CUDA bfloat16 when a GPU is visible). A batch of
   requests shares forward passes: requests with the same sampling settings go through one
   left-padded ``generate`` call. Tokens stream through ``TextIteratorStreamer``.
+- ``onnx``: ONNX Runtime GenAI on CPU (the model exported once by its model builder). A replica
+  loads in about a second without torch or transformers; greedy answers equal ``hf``'s at fp32.
+  Requests with the same sampling settings share one batched generator.
 - ``vllm``: vLLM's offline engine (GPU clusters; continuous batching inside vLLM). Selected by
   config when the ``vllm`` package is installed; it streams the finished text as one chunk.
 
-Both take :class:`ChatMessage` lists and :class:`Sampling` and return :class:`Completion`.
+All take :class:`ChatMessage` lists and :class:`Sampling` and return :class:`Completion`.
 """
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Literal, Optional
 
+import numpy as np
 from pydantic import Field, StrictStr
 
 from rayapp.config import GeneratorConfig, StrictModel
 from rayapp._internal.registry import registrar
 
 __all__ = ["ChatMessage", "Sampling", "Completion", "BACKENDS", "register_backend", "make_backend",
-           "HFBackend", "VLLMBackend", "BackendUnavailableError"]
+           "HFBackend", "OnnxBackend", "VLLMBackend", "BackendUnavailableError"]
 
 
 class ChatMessage(StrictModel):
@@ -204,6 +210,161 @@ class _TokenCounter:
     def __call__(self, input_ids, scores):
         self.generated = input_ids.shape[1] - self.prompt_len + 1
         return scores
+
+
+@register_backend("onnx")
+class OnnxBackend:
+    """ONNX Runtime GenAI on CPU. The model is exported once by onnxruntime-genai's model builder
+    (:func:`rayapp.models._onnx.export_genai`, cached by the weights and ``onnx_precision``); a
+    replica then loads it in about a second and imports neither torch nor transformers.
+
+    At ``fp32`` greedy answers are token for token those of ``hf`` (same chat template, same
+    repetition penalty; the tests compare them). Requests with equal sampling settings share one
+    batched generator (right-padded prompts). :meth:`answer` is the RAG answer with the answer prefix
+    and the first-citation constraint (the first token's logits masked to the source numbers).
+    Not PICA, which hooks torch modules."""
+
+    def __init__(self, cfg: GeneratorConfig, tokenizer=None, model=None):
+        if tokenizer is not None or model is not None:
+            raise ValueError("generator.backend 'onnx' loads its own model; it cannot share a torch one")
+        if cfg.device == "cuda":
+            raise BackendUnavailableError("generator.backend: 'onnx' runs on CPU; use hf or vllm on a GPU")
+        try:
+            import onnxruntime_genai as og
+        except ImportError as e:
+            raise BackendUnavailableError("generator.backend: 'onnx' needs the onnxruntime-genai package "
+                                          "(pip install onnxruntime-genai)") from e
+        from pathlib import Path
+
+        from rayapp.models import model_cache_dir, resolve_generator
+        from rayapp.models._onnx import export_genai
+
+        folder = Path(resolve_generator(cfg.model))
+        if not folder.is_dir():
+            raise BackendUnavailableError(f"generator.backend: 'onnx' needs a local model folder, not {cfg.model!r}")
+        config = og.Config(str(export_genai(folder, cfg.onnx_precision, model_cache_dir())))
+        config.overlay(json.dumps({"model": {"decoder": {"session_options": {
+            "intra_op_num_threads": cfg.torch_threads, "inter_op_num_threads": 1}}}}))
+        self.og, self.cfg = og, cfg
+        self.model = og.Model(config)
+        self.tok = og.Tokenizer(self.model)
+        self.eos = {int(t) for t in self.tok.eos_token_ids}
+        self.pad = int(self.tok.pad_token_id)
+        self.model_id = cfg.served_name or cfg.model
+        self.device = "cpu"
+        self._lock = threading.Lock()  # one generator at a time per replica
+
+    def prompt_ids(self, messages: list, prefix: str = "") -> list[int]:
+        """Token ids of the chat prompt (messages as :class:`ChatMessage` or dicts); ``prefix``
+        opens the assistant's turn."""
+        rows = [m if isinstance(m, dict) else m.model_dump() for m in messages]
+        text = self.tok.apply_chat_template(json.dumps(rows), add_generation_prompt=True)
+        return [int(t) for t in self.tok.encode(text + prefix)]
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tok.decode(np.asarray(ids, dtype=np.int32)) if ids else ""
+
+    def _steps(self, prompts: list[list[int]], s: Sampling, first: Optional[list[int]] = None) -> Iterator[list[int]]:
+        """Each decoding step's new token of every row; ``first`` restricts the first token."""
+        params = self.og.GeneratorParams(self.model)
+        width = max(map(len, prompts))
+        opts: dict[str, Any] = {"batch_size": len(prompts), "max_length": width + s.max_tokens,
+                                "do_sample": s.temperature > 0, "repetition_penalty": self.cfg.repetition_penalty}
+        if s.temperature > 0:
+            opts.update(temperature=s.temperature, top_p=s.top_p)
+            if s.seed is not None:
+                opts["random_seed"] = s.seed
+        params.set_search_options(**opts)
+        gen = self.og.Generator(self.model, params)
+        gen.append_tokens(prompts[0] if len(prompts) == 1 else
+                          np.array([p + [self.pad] * (width - len(p)) for p in prompts], dtype=np.int32))
+        if first:
+            logits = gen.get_logits()
+            masked = np.full_like(logits, -1e30)
+            masked[..., first] = logits[..., first]
+            gen.set_logits(masked)
+        while not gen.is_done():
+            gen.generate_next_token()
+            yield [int(t) for t in gen.get_next_tokens()]
+
+    def _complete(self, prompts: list[list[int]], s: Sampling, limits: list[int],
+                  first: Optional[list[int]] = None) -> list[list[int]]:
+        """New tokens of each row (its EOS included), each cut at its limit, EOS or stop string."""
+        new: list[list[int]] = [[] for _ in prompts]
+        done = [False] * len(prompts)
+        with self._lock:
+            for step in self._steps(prompts, s, first):
+                for r, t in enumerate(step):
+                    if done[r]:
+                        continue
+                    new[r].append(t)
+                    done[r] = (t in self.eos or len(new[r]) >= limits[r]
+                               or bool(s.stop) and _cut(self._decode(new[r]), s.stop)[1])
+                if all(done):
+                    break
+        return new
+
+    def _completion(self, prompt: list[int], new: list[int], stop: list[str]) -> Completion:
+        text, stopped = _cut(self._decode(new), stop)
+        eos = any(t in self.eos for t in new)
+        return Completion(text, "stop" if stopped or eos else "length", len(prompt), len(new))
+
+    def complete(self, batch: list[tuple[list[ChatMessage], Sampling]]) -> list[Completion]:
+        """Completions in request order; one batched generator per group of equal sampling settings."""
+        groups: dict[tuple, list[int]] = {}
+        for i, (_, s) in enumerate(batch):
+            groups.setdefault(s.group_key(), []).append(i)
+        out: list[Optional[Completion]] = [None] * len(batch)
+        for rows in groups.values():
+            prompts = [self.prompt_ids(batch[i][0]) for i in rows]
+            limits = [batch[i][1].max_tokens for i in rows]
+            s0 = batch[rows[0]][1].model_copy(update={"max_tokens": max(limits)})
+            for r, new in enumerate(self._complete(prompts, s0, limits)):
+                out[rows[r]] = self._completion(prompts[r], new, s0.stop)
+        return out  # type: ignore[return-value]
+
+    def answer(self, question: str, hits: list, max_new_tokens: Optional[int] = None) -> dict[str, Any]:
+        """The RAG answer, as :meth:`rayapp.generate.Generator.generate` gives it (greedy, the answer
+        prefix, the first token constrained to a source number when the prefix ends in "[")."""
+        from rayapp.generate import build_messages, parse_citations
+
+        t0 = time.perf_counter()
+        messages, used = build_messages(question, hits, self.cfg)
+        prefix = self.cfg.answer_prefix
+        ids = self.prompt_ids(messages, prefix)
+        first = None
+        if self.cfg.constrain_first_citation and prefix.endswith("["):
+            first = sorted({int(self.tok.encode(str(i))[0]) for i in range(1, len(used) + 1)})
+        n = max_new_tokens or self.cfg.max_new_tokens
+        (new,) = self._complete([ids], Sampling(max_tokens=n), [n], first)
+        text = (prefix + self._decode(new)).strip()
+        return {"text": text, "citations": parse_citations(text, used), "context_ids": [h.id for h in used],
+                "n_prompt_tokens": len(ids), "n_new_tokens": len(new), "seconds": round(time.perf_counter() - t0, 6)}
+
+    def stream(self, messages: list[ChatMessage], s: Sampling, prefix: str = "") -> Iterator[dict[str, Any]]:
+        """``{"delta": text}`` chunks as tokens are decoded, then ``{"finish_reason", "usage"}``, with
+        :class:`HFBackend.stream`'s rules (stop strings held back until decided; ``prefix`` not yielded).
+        Text ending in an incomplete UTF-8 character waits for the next token."""
+        ids = self.prompt_ids(messages, prefix)
+        new: list[int] = []
+        text, sent, stopped, eos = "", 0, False, False
+        hold = max((len(t) for t in s.stop), default=1) - 1
+        with self._lock:
+            for (t,) in self._steps([ids], s):
+                new.append(t)
+                eos = t in self.eos
+                text = self._decode(new)
+                cut, stopped = _cut(text, s.stop)
+                upto = len(cut) if stopped else max(sent, len(text) - hold)
+                if upto > sent and not cut[:upto].endswith("\ufffd"):
+                    yield {"delta": cut[sent:upto]}
+                    sent = upto
+                if stopped or eos or len(new) >= s.max_tokens:
+                    break
+        if not stopped and len(text) > sent:
+            yield {"delta": text[sent:]}
+        reason = "stop" if stopped or eos else "length"
+        yield {"finish_reason": reason, "usage": {"prompt_tokens": len(ids), "completion_tokens": len(new)}}
 
 
 @register_backend("vllm")

@@ -19,7 +19,7 @@ from rayapp._internal.hashing import stable_hash
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OnnxEncoder", "export_onnx", "UnsupportedForOnnx"]
+__all__ = ["OnnxEncoder", "export_onnx", "export_genai", "UnsupportedForOnnx"]
 
 
 class UnsupportedForOnnx(ValueError):
@@ -104,6 +104,38 @@ def export_onnx(folder: Path, max_seq_length: int, out_root: Path) -> Path:
                                                   "max_seq_length": max_seq_length,
                                                   "fusions": opt.get_fused_operator_statistics()})
     return final / "model.onnx"
+
+
+def export_genai(folder: Path, precision: str, out_root: Path) -> Path:
+    """Export the causal LM ``folder`` (a Hugging Face folder) once with onnxruntime-genai's model
+    builder (``python -m onnxruntime_genai.models.builder``, run in a child process: it imports
+    torch and transformers, the caller need not); returns the folder that ``og.Model`` loads. A cache
+    hit loads nothing. ``precision``: ``fp32`` (the weights as they are) or ``int4`` (block-32
+    MatMulNBits weights, int8 activations: about 3x faster decoding on CPU, answers differ)."""
+    import subprocess
+    import sys
+
+    if precision not in ("fp32", "int4"):
+        raise ValueError(f"generator.onnx_precision: 'fp32' or 'int4', not {precision!r}")
+    final = Path(out_root) / f"genai-{folder.name}-{_weights_digest(folder)[:12]}-{precision}"
+    if read_manifest(final) is not None:
+        return final
+    log.info("exporting %s to ONNX Runtime GenAI (%s) under %s (once)", folder.name, precision, final)
+    with staging_dir(final) as tmp:
+        cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(folder), "-o", str(tmp),
+               "-p", precision, "-e", "cpu", "-c", str(tmp / "_builder_cache")]
+        if precision == "int4":
+            cmd += ["--extra_options", "int4_block_size=32", "int4_accuracy_level=4"]
+        run = subprocess.run(cmd, capture_output=True, text=True)
+        if run.returncode != 0 or not (tmp / "genai_config.json").is_file():
+            tail = (run.stderr or run.stdout).strip().splitlines()[-5:]
+            raise RuntimeError(f"generator.backend 'onnx': the model builder failed on {folder} "
+                               f"(exit {run.returncode}): " + " | ".join(tail))
+        import shutil
+
+        shutil.rmtree(tmp / "_builder_cache", ignore_errors=True)
+        write_json_atomic(tmp / "manifest.json", {"kind": "onnx-genai", "source": str(folder), "precision": precision})
+    return final
 
 
 class OnnxEncoder:

@@ -322,7 +322,9 @@ class Generator(_Ready):
         self.cfg = cfg
         self.engine = make_backend(cfg)
         self.is_hf = isinstance(self.engine, HFBackend)
-        self.rag = _Rag(cfg, self.engine.tok, self.engine.model) if self.is_hf else None
+        # the RAG answer (answer prefix, first-citation constraint): hf and onnx; vllm answers plainly
+        self._answer = (_Rag(cfg, self.engine.tok, self.engine.model).generate if self.is_hf
+                        else getattr(self.engine, "answer", None))
         self.chat.set_max_batch_size(cfg.max_batch_size)
         self.chat.set_batch_wait_timeout_s(cfg.batch_wait_timeout_s)
         self._pica = None
@@ -330,8 +332,8 @@ class Generator(_Ready):
         self.batch_sizes: list[int] = []
 
     def generate(self, question: str, hits: list[dict[str, Any]], max_new_tokens: Optional[int]) -> dict[str, Any]:
-        if self.rag is not None:
-            out = self.rag.generate(question, [Hit(**h) for h in hits], max_new_tokens)
+        if self._answer is not None:
+            out = self._answer(question, [Hit(**h) for h in hits], max_new_tokens)
         else:
             from rayapp.generate import Sampling, build_messages, parse_citations
 
@@ -353,7 +355,7 @@ class Generator(_Ready):
 
         messages, used = build_messages(question, [Hit(**h) for h in hits], self.cfg)
         yield {"context_ids": [h.id for h in used]}
-        prefix = self.cfg.answer_prefix if self.is_hf else ""
+        prefix = self.cfg.answer_prefix if self._answer is not None else ""
         text = prefix
         if prefix:
             yield {"delta": prefix}
@@ -1010,7 +1012,10 @@ class Ingress:
         if req.pica is not None:
             p = req.pica
             where = None
-            if req.stream:
+            if self.gen_cfg.backend != "hf":
+                where = ("pica", f"pica: needs generator.backend 'hf' (it hooks the model's layers); this app's "
+                                 f"generator runs {self.gen_cfg.backend!r}")
+            elif req.stream:
                 where = ("stream", "stream: PICA answers are not streamed; send stream: false")
             elif req.messages[-1].role != "user":
                 where = ("messages", "messages: PICA answers the last message, which must be the user's")
