@@ -158,9 +158,17 @@ def _pica(r: dict[str, Any]) -> list[Figure]:
 def _batching(r: dict[str, Any]) -> list[Figure]:
     c = r["concurrency"]
     first, *rest = list(c)
-    return [Figure(f"tokens/s at {k} concurrent (mean batch {c[k]['mean_batch_size']:.1f})", c[k]["tokens_per_s"],
+    figs = [Figure(f"tokens/s at {k} concurrent (mean batch {c[k]['mean_batch_size']:.1f})", c[k]["tokens_per_s"],
                    f"{first} at a time", c[first]["tokens_per_s"], c[k]["throughput_vs_first"],
                    target="issue 6: batching raises throughput", met=c[k]["throughput_vs_first"] > 1) for k in rest]
+    (base, b), *others = list(r.get("variants", {}).items()) or [(None, None)]
+    for name, v in others:
+        figs.append(Figure(f"{name}: deploy to ready s", v["deploy_to_ready_s"], base, b["deploy_to_ready_s"],
+                           v["ready_vs_first"], "lower", "issue 10: a replaced Generator serves within 10 s"))
+        figs += [Figure(f"{name}: tokens/s at {k} concurrent", cv["tokens_per_s"], base,
+                        b["concurrency"][k]["tokens_per_s"], cv["tokens_per_s_vs_first_variant"])
+                 for k, cv in v["concurrency"].items()]
+    return figs
 
 
 def _trend(r: dict[str, Any], key: str, label: str) -> Figure:

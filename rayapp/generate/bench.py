@@ -115,6 +115,9 @@ def bench_pica(cfg: BenchPicaConfig) -> dict[str, Any]:
 
 class BenchBatchingConfig(StrictModel):
     generator: GeneratorConfig = GeneratorConfig(max_batch_size=8, batch_wait_timeout_s=0.05)
+    #: generator settings compared in the same run, each over ``generator``: name -> overrides (for
+    #: example ``{backend: onnx}``). The first is the baseline of the ratios; empty: ``generator`` alone.
+    variants: dict[str, dict[str, Any]] = {}
     requests: int = Field(default=16, ge=1)
     concurrency: list[int] = [1, 8]
     max_tokens: int = Field(default=32, ge=1)
@@ -122,27 +125,49 @@ class BenchBatchingConfig(StrictModel):
     ray: RayConfig = RayConfig()
     results_dir: Path = Path("results/bench_batching")
 
+    def generators(self) -> dict[str, GeneratorConfig]:
+        if not self.variants:
+            return {self.generator.backend: self.generator}
+        return {name: GeneratorConfig.model_validate({**self.generator.model_dump(), **over})
+                for name, over in self.variants.items()}
+
 
 _PROMPTS = ["What is the capital of France?", "Name three primary colours.", "Explain what a list is in Python.",
             "Why is the sky blue?", "Give me a tip for sleeping well.", "What is photosynthesis?",
             "How many legs does a spider have?", "What does a compiler do?"]
 
 
-def bench_batching(cfg: BenchBatchingConfig) -> dict[str, Any]:
-    """Completion tokens per second of one Generator replica at each concurrency (Ray must be up)."""
+def _prepare(gen: GeneratorConfig) -> None:
+    """Build what a replica would otherwise build on first start (the GGUF conversion, the ONNX
+    export), so that deploy times compare loading, not one-off conversions."""
+    from rayapp.models import model_cache_dir, resolve_generator
+
+    folder = resolve_generator(gen.model)
+    if gen.backend == "onnx":
+        from rayapp.models._onnx import export_genai
+
+        export_genai(Path(folder), gen.onnx_precision, model_cache_dir())
+
+
+def _bench_one(gen: GeneratorConfig, cfg: BenchBatchingConfig) -> tuple[dict[str, Any], list[str]]:
     import asyncio
 
     from ray import serve
 
     from rayapp.serve._deployments import Generator
 
+    _prepare(gen)
+    t0 = time.perf_counter()
     handle = serve.run(serve.deployment(Generator).options(
-        name="Generator", ray_actor_options={"num_cpus": cfg.num_cpus}, max_ongoing_requests=64).bind(cfg.generator),
+        name="Generator", ray_actor_options={"num_cpus": cfg.num_cpus}, max_ongoing_requests=64).bind(gen),
         name="bench_batching", route_prefix=None)
+    ready_s = time.perf_counter() - t0
     reqs = [{"messages": [{"role": "user", "content": _PROMPTS[i % len(_PROMPTS)]}],
              "sampling": {"max_tokens": cfg.max_tokens, "temperature": 0.0, "top_p": 1.0, "seed": None, "stop": []}}
             for i in range(cfg.requests)]
+    t0 = time.perf_counter()
     handle.chat.remote(reqs[0]).result()  # warm up
+    first_s = time.perf_counter() - t0
 
     async def drive(conc: int):
         sem = asyncio.Semaphore(conc)
@@ -154,6 +179,7 @@ def bench_batching(cfg: BenchBatchingConfig) -> dict[str, Any]:
         return await asyncio.gather(*(one(r) for r in reqs))
 
     out: dict[str, Any] = {}
+    texts: list[str] = []
     try:
         for conc in cfg.concurrency:
             before = len(handle.stats.remote().result()["batch_sizes"])
@@ -164,9 +190,31 @@ def bench_batching(cfg: BenchBatchingConfig) -> dict[str, Any]:
             toks = sum(r["completion_tokens"] for r in res)
             out[str(conc)] = {"seconds": secs, "completion_tokens": toks, "tokens_per_s": toks / secs,
                               "requests_per_s": len(res) / secs, "mean_batch_size": float(np.mean(sizes))}
+            texts = texts or [r["text"] for r in res]
     finally:
         serve.delete("bench_batching")
     base = out[str(cfg.concurrency[0])]["tokens_per_s"]
     for v in out.values():
         v["throughput_vs_first"] = v["tokens_per_s"] / base
-    return {"requests": cfg.requests, "max_tokens": cfg.max_tokens, "concurrency": out}
+    return {"backend": gen.backend, "onnx_precision": gen.onnx_precision if gen.backend == "onnx" else None,
+            "deploy_to_ready_s": ready_s, "first_answer_s": first_s, "concurrency": out}, texts
+
+
+def bench_batching(cfg: BenchBatchingConfig) -> dict[str, Any]:
+    """Completion tokens per second of one Generator replica at each concurrency, for each generator
+    variant one after the other (Ray must be up). Per variant also: seconds from ``serve.run`` to a
+    ready replica, and the share of answers (greedy, first concurrency) equal to the first variant's."""
+    variants: dict[str, Any] = {}
+    first_texts: list[str] = []
+    for name, gen in cfg.generators().items():
+        r, texts = _bench_one(gen, cfg)
+        first_texts = first_texts or texts
+        r["same_answers_as_first"] = float(np.mean([a == b for a, b in zip(texts, first_texts)]))
+        variants[name] = r
+    first = next(iter(variants.values()))
+    for r in variants.values():
+        r["ready_vs_first"] = r["deploy_to_ready_s"] / first["deploy_to_ready_s"]
+        for k, v in r["concurrency"].items():
+            v["tokens_per_s_vs_first_variant"] = v["tokens_per_s"] / first["concurrency"][k]["tokens_per_s"]
+    return {"requests": cfg.requests, "max_tokens": cfg.max_tokens, "concurrency": first["concurrency"],
+            "variants": variants}
