@@ -101,3 +101,19 @@ def test_cli_bench_needs_all():
     r = subprocess.run([sys.executable, "-m", "rayapp.cli", "bench", "all", "--only", "nope"], cwd=REPO,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "unknown benchmark(s) ['nope']" in r.stderr
+
+
+def test_batching_headline_compares_each_generator_variant_with_the_first():
+    conc = lambda t1, t8: {"1": {"tokens_per_s": t1, "mean_batch_size": 1.0, "throughput_vs_first": 1.0,  # noqa: E731
+                                  "tokens_per_s_vs_first_variant": t1 / 10},
+                            "8": {"tokens_per_s": t8, "mean_batch_size": 8.0, "throughput_vs_first": t8 / t1,
+                                  "tokens_per_s_vs_first_variant": t8 / 30}}
+    r = {"concurrency": conc(10, 30), "variants": {
+        "hf": {"deploy_to_ready_s": 14.0, "ready_vs_first": 1.0, "concurrency": conc(10, 30)},
+        "onnx": {"deploy_to_ready_s": 7.0, "ready_vs_first": 0.5, "concurrency": conc(20, 90)}}}
+    figs = BENCHMARKS["batching"].headline(r)
+    assert [f.figure for f in figs] == ["tokens/s at 8 concurrent (mean batch 8.0)", "onnx: deploy to ready s",
+                                        "onnx: tokens/s at 1 concurrent", "onnx: tokens/s at 8 concurrent"]
+    assert (figs[1].baseline_name, figs[1].baseline, figs[1].ratio, figs[1].better) == ("hf", 14.0, 0.5, "lower")
+    assert [f.ratio for f in figs[2:]] == [2.0, 3.0]
+    assert BENCHMARKS["batching"].headline({"concurrency": conc(10, 30)})[0].ratio == 3.0  # older JSON: no variants
