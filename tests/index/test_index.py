@@ -88,3 +88,24 @@ def test_new_corpus_version_embeds_only_new_passages(ray_session, tmp_path):
 
     direct = load_sentence_transformer("minilm", 256).encode(ix.texts, normalize_embeddings=True)
     assert (np.load(second.path / "embeddings.npy") * direct).sum(axis=1).min() > 0.999
+
+
+@pytest.mark.parametrize("factory", ["Flat", "IVF8,Flat", "HNSW8", "IVF8,PQ8"])
+def test_memory_mapped_faiss_index_searches_as_the_read_one(tmp_path, factory):
+    import faiss
+
+    from rayapp.index import _read_faiss
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((600, 32)).astype("float32")
+    built = faiss.index_factory(32, factory, faiss.METRIC_INNER_PRODUCT)
+    built.train(x)
+    built.add(x)
+    faiss.write_index(built, str(tmp_path / "dense.faiss"))
+    opened, plain = _read_faiss(faiss, tmp_path / "dense.faiss"), faiss.read_index(str(tmp_path / "dense.faiss"))
+    q = rng.standard_normal((5, 32)).astype("float32")
+    for ix in (opened, plain):
+        if hasattr(ix, "nprobe"):
+            ix.nprobe = 4
+    (d1, i1), (d2, i2) = opened.search(q, 10), plain.search(q, 10)
+    assert (i1 == i2).all() and np.allclose(d1, d2)
