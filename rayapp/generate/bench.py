@@ -140,13 +140,13 @@ _PROMPTS = ["What is the capital of France?", "Name three primary colours.", "Ex
 def _prepare(gen: GeneratorConfig) -> None:
     """Build what a replica would otherwise build on first start (the GGUF conversion, the ONNX
     export), so that deploy times compare loading, not one-off conversions."""
-    from rayapp.models import model_cache_dir, resolve_generator
+    from rayapp.generate.engine import onnx_model_dir
+    from rayapp.models import resolve_generator
 
-    folder = resolve_generator(gen.model)
     if gen.backend == "onnx":
-        from rayapp.models._onnx import export_genai
-
-        export_genai(Path(folder), gen.onnx_precision, model_cache_dir())
+        onnx_model_dir(gen)
+    else:
+        resolve_generator(gen.model)
 
 
 def _bench_one(gen: GeneratorConfig, cfg: BenchBatchingConfig) -> tuple[dict[str, Any], list[str]]:

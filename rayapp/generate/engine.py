@@ -212,10 +212,24 @@ class _TokenCounter:
         return scores
 
 
+def onnx_model_dir(cfg: GeneratorConfig):
+    """The ONNX Runtime GenAI folder of ``cfg.model`` at ``cfg.onnx_precision``: the model resolved
+    (the GGUF conversion for ``smollm2``) and exported once, both cached; a cache hit loads nothing."""
+    from pathlib import Path
+
+    from rayapp.models import model_cache_dir, resolve_generator
+    from rayapp.models._onnx import export_genai
+
+    folder = Path(resolve_generator(cfg.model))
+    if not folder.is_dir():
+        raise BackendUnavailableError(f"generator.backend: 'onnx' needs a local model folder, not {cfg.model!r}")
+    return export_genai(folder, cfg.onnx_precision, model_cache_dir())
+
+
 @register_backend("onnx")
 class OnnxBackend:
     """ONNX Runtime GenAI on CPU. The model is exported once by onnxruntime-genai's model builder
-    (:func:`rayapp.models._onnx.export_genai`, cached by the weights and ``onnx_precision``); a
+    (:func:`onnx_model_dir`, cached by the weights and ``onnx_precision``); a
     replica then loads it in about a second and imports neither torch nor transformers.
 
     At ``fp32`` greedy answers are token for token those of ``hf`` (same chat template, same
@@ -234,15 +248,7 @@ class OnnxBackend:
         except ImportError as e:
             raise BackendUnavailableError("generator.backend: 'onnx' needs the onnxruntime-genai package "
                                           "(pip install onnxruntime-genai)") from e
-        from pathlib import Path
-
-        from rayapp.models import model_cache_dir, resolve_generator
-        from rayapp.models._onnx import export_genai
-
-        folder = Path(resolve_generator(cfg.model))
-        if not folder.is_dir():
-            raise BackendUnavailableError(f"generator.backend: 'onnx' needs a local model folder, not {cfg.model!r}")
-        config = og.Config(str(export_genai(folder, cfg.onnx_precision, model_cache_dir())))
+        config = og.Config(str(onnx_model_dir(cfg)))
         config.overlay(json.dumps({"model": {"decoder": {"session_options": {
             "intra_op_num_threads": cfg.torch_threads, "inter_op_num_threads": 1}}}}))
         self.og, self.cfg = og, cfg

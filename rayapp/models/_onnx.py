@@ -10,6 +10,9 @@ with ``SentenceTransformer.encode`` to float32 rounding (the tests check cosine 
 from __future__ import annotations
 
 import logging
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -112,9 +115,6 @@ def export_genai(folder: Path, precision: str, out_root: Path) -> Path:
     torch and transformers, the caller need not); returns the folder that ``og.Model`` loads. A cache
     hit loads nothing. ``precision``: ``fp32`` (the weights as they are) or ``int4`` (block-32
     MatMulNBits weights, int8 activations: about 3x faster decoding on CPU, answers differ)."""
-    import subprocess
-    import sys
-
     if precision not in ("fp32", "int4"):
         raise ValueError(f"generator.onnx_precision: 'fp32' or 'int4', not {precision!r}")
     final = Path(out_root) / f"genai-{folder.name}-{_weights_digest(folder)[:12]}-{precision}"
@@ -131,8 +131,6 @@ def export_genai(folder: Path, precision: str, out_root: Path) -> Path:
             tail = (run.stderr or run.stdout).strip().splitlines()[-5:]
             raise RuntimeError(f"generator.backend 'onnx': the model builder failed on {folder} "
                                f"(exit {run.returncode}): " + " | ".join(tail))
-        import shutil
-
         shutil.rmtree(tmp / "_builder_cache", ignore_errors=True)
         write_json_atomic(tmp / "manifest.json", {"kind": "onnx-genai", "source": str(folder), "precision": precision})
     return final

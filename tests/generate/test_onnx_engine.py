@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -94,10 +93,9 @@ def test_seeded_sampling_is_reproducible(onnx_engine):
 
 
 def test_export_is_cached_and_loading_imports_no_torch(onnx_engine):
-    from rayapp.models import model_cache_dir, resolve_generator
-    from rayapp.models._onnx import export_genai
+    from rayapp.generate.engine import onnx_model_dir
 
-    path = export_genai(Path(resolve_generator("smollm2")), "fp32", model_cache_dir())
+    path = onnx_model_dir(GeneratorConfig(backend="onnx"))
     assert json.loads((path / "manifest.json").read_text())["kind"] == "onnx-genai"
     assert (path / "genai_config.json").is_file() and not (path / "_builder_cache").exists()
     code = ("import sys; from rayapp.config import GeneratorConfig; from rayapp.generate import OnnxBackend; "
