@@ -71,7 +71,8 @@ def _smollm2_gguf() -> Path:
 
 def convert_gguf(gguf: Path, out_root: Path) -> Path:
     """Dequantise a GGUF causal LM to a safetensors folder (cached by the GGUF file's hash)."""
-    final = out_root / f"{gguf.stem}-{file_digest(gguf, 12)}"
+    digest = file_digest(gguf, 12, memo_dir=Path(out_root) / ".digests")  # a replica start reads no GGUF bytes
+    final = out_root / f"{gguf.stem}-{digest}"
     if read_manifest(final) is not None:
         return final
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -89,7 +90,7 @@ def convert_gguf(gguf: Path, out_root: Path) -> Path:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         write_json_atomic(tmp / "manifest.json", {"kind": "model", "source": str(gguf),
-                                                  "sha256_12": file_digest(gguf, 12)})
+                                                  "sha256_12": digest})
     return final
 
 
