@@ -21,7 +21,8 @@ import numpy as np
 
 from rayapp.config import EmbedConfig, FunnelConfig, RayConfig, StrictModel, default_home
 
-__all__ = ["BenchFunnelConfig", "bench_funnel", "distractor_docs", "pubmedqa_with_distractors", "BenchANNConfig", "bench_ann"]
+__all__ = ["BenchFunnelConfig", "bench_funnel", "distractor_docs", "distractor_titles", "pubmedqa_with_distractors",
+           "BenchANNConfig", "bench_ann"]
 
 
 class BenchFunnelConfig(StrictModel):
@@ -65,13 +66,29 @@ def distractor_docs(texts: list[str], n: int, words: int = 250, seed: int = 0) -
     return out
 
 
+def distractor_titles(real: list[str], n: int, seed: int = 0) -> list[str]:
+    """``n`` titles shaped like the real ``PMID <8 digits>`` ones, none equal to a real one: a
+    distractor's title must not give it away to the title-aware stages (the cluster features and
+    the cluster BM25 read titles)."""
+    rng = np.random.default_rng([seed, 1])
+    taken, out = set(real), []
+    while len(out) < n:
+        t = f"PMID {int(rng.integers(10_000_000, 30_000_000))}"
+        if t not in taken:
+            taken.add(t)
+            out.append(t)
+    return out
+
+
 def pubmedqa_with_distractors(home: Path, qa, n: int, seed: int = 0) -> Path:
-    """A JSONL corpus file under ``home``: PubMedQA's abstracts plus ``n`` generated distractors."""
+    """A JSONL corpus file under ``home``: PubMedQA's abstracts plus ``n`` generated distractors
+    (titled like the abstracts, :func:`distractor_titles`)."""
     src = Path(home) / "bench_funnel" / f"pubmedqa-{n}.jsonl"
     src.parent.mkdir(parents=True, exist_ok=True)
     rows = [{"title": d["title"], "text": d["text"]} for d in qa.docs]
-    rows += [{"title": f"distractor {i}", "text": t}
-             for i, t in enumerate(distractor_docs([d["text"] for d in qa.docs], n, seed=seed))]
+    rows += [{"title": title, "text": t} for title, t in zip(
+        distractor_titles([d["title"] for d in qa.docs], n, seed),
+        distractor_docs([d["text"] for d in qa.docs], n, seed=seed))]
     tmp = src.with_suffix(".tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     tmp.replace(src)

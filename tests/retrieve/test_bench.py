@@ -1,6 +1,6 @@
 """The retrieve benchmarks' own parts: distractor text and the ANN comparison at a tiny size."""
 
-from rayapp.retrieve.bench import BenchANNConfig, bench_ann, distractor_docs
+from rayapp.retrieve.bench import BenchANNConfig, bench_ann, distractor_docs, distractor_titles
 
 
 def test_distractors_are_deterministic_and_sized():
@@ -10,6 +10,14 @@ def test_distractors_are_deterministic_and_sized():
     assert all(len(d.split()) == 30 for d in a)
     vocab = {w for s in src for w in s.split()}
     assert all(set(d.split()) <= vocab for d in a)
+
+
+def test_distractor_titles_look_real_and_never_collide():
+    real = [f"PMID {n}" for n in range(10_000_000, 10_000_050)]
+    titles = distractor_titles(real, 200, seed=3)
+    assert titles == distractor_titles(real, 200, seed=3) and len(set(titles)) == 200
+    assert not set(titles) & set(real)
+    assert all(t.startswith("PMID ") and len(t.split()[1]) == 8 and t.split()[1].isdigit() for t in titles)
 
 
 def test_ann_bench_small(tmp_path):
