@@ -59,6 +59,9 @@ def _run(cfg: BenchFunnelConfig, _path) -> None:
             g = sys_r["gold_kept"]
             print(f"{name}: gold document kept after clusters {100 * g['clusters']:.1f}%, after documents "
                   f"{100 * g['docs']:.1f}%, in the top {cfg.top_k} passages {100 * g['passages']:.1f}%")
+    for d in r["dev_sweep"]:
+        print(f"dev ({d['questions']} train questions), {d['cluster_ranker']} clusters {d['clusters']}: gold kept after "
+              f"clusters {100 * d['kept_clusters']:.1f}%, after {d['docs']} documents {100 * d['kept_docs']:.1f}%")
     f = r["systems"]["funnel"]
     v = f["vs_baseline"]
     print(f"funnel vs {r['baseline']}: {f['speedup_vs_flat_rerank']:.2f}x faster, recall {f['recall_diff_points']:+.1f} points "

@@ -36,6 +36,11 @@ class BenchFunnelConfig(StrictModel):
     #: more funnels in the same run, by name (for example another pre-ranker or other counts)
     funnel_variants: dict[str, FunnelConfig] = {}
     flat_candidates: list[int] = [100, 32]
+    #: stages 1-2 only, on the PubMedQA *train* questions (a dev set: their abstracts are in the
+    #: corpus, they are not test questions): how often each cluster ranker x cluster count keeps the
+    #: gold abstract through ``funnel.docs`` documents; for choosing counts without the test questions
+    dev_sweep_rankers: list[Literal["bm25", "dense", "hybrid"]] = []
+    dev_sweep_clusters: list[int] = [80, 160, 240]
     embed: EmbedConfig = EmbedConfig(actors=2, num_cpus_per_actor=1.0, torch_threads=1)
     cluster_tokens: int = 4096
     cluster_features: Literal["embedding", "tfidf"] = "embedding"
@@ -107,6 +112,33 @@ def _build(cfg: BenchFunnelConfig, qa) -> Any:
     return build_index(corpus, cfg.embed, IndexConfig(funnel=True), cfg.home)
 
 
+def _gold_kept(system, query: str, gold_title: str, doc_rows: dict[str, list[int]]) -> tuple[bool, bool]:
+    """Whether the document titled ``gold_title`` survives the funnel's cluster and document stages."""
+    ix = system.index
+    _, _, kept_c, kept_d, _, _ = system.coarse(query)
+    gold = set(doc_rows.get(gold_title, []))
+    return bool(gold & {d for c in kept_c for d in ix.cluster_docs[c]}), bool(gold & set(kept_d))
+
+
+def _dev_sweep(cfg: BenchFunnelConfig, ix, encode, cross, doc_rows, queries: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Gold-document survival through stages 1-2 for ``(question, gold title)`` pairs (the dev, i.e.
+    train, questions) at every ``dev_sweep_rankers`` x ``dev_sweep_clusters``; stage 3 is not run."""
+    from rayapp.retrieve.funnel import FunnelRetriever
+
+    if not cfg.dev_sweep_rankers:
+        return []
+    vecs = {text: encode(text) for text, _ in queries}
+    rows = []
+    for how in cfg.dev_sweep_rankers:
+        for n in cfg.dev_sweep_clusters:
+            fr = FunnelRetriever(ix, cfg.funnel.model_copy(update={"clusters": n, "cluster_ranker": how}),
+                                 vecs.__getitem__, cross)
+            kept = np.array([_gold_kept(fr, text, title, doc_rows) for text, title in queries])
+            rows.append({"cluster_ranker": how, "clusters": n, "docs": cfg.funnel.docs, "questions": len(queries),
+                         "kept_clusters": float(kept[:, 0].mean()), "kept_docs": float(kept[:, 1].mean())})
+    return rows
+
+
 def bench_funnel(cfg: BenchFunnelConfig) -> dict[str, Any]:
     """Recall@top_k of the gold abstract and seconds per query for the funnel and the flat
     baselines; Ray must be initialised (the corpus and index are built on it, or reused)."""
@@ -157,9 +189,7 @@ def bench_funnel(cfg: BenchFunnelConfig) -> dict[str, Any]:
                 p["stages"].setdefault(t.stage, []).append((t.seconds, t.n_in, t.n_out))
             p["cross"].append(sum(t.n_in for t in timings if t.stage.endswith("_cross")))
             if isinstance(system, FunnelRetriever):  # where the gold document drops out (untimed)
-                _, _, kept_c, kept_d, _, _ = system.coarse(q["text"])
-                gold = set(doc_rows.get(f"PMID {q['qid']}", []))
-                p["kept"].append((bool(gold & {d for c in kept_c for d in ix.cluster_docs[c]}), bool(gold & set(kept_d))))
+                p["kept"].append(_gold_kept(system, q["text"], f"PMID {q['qid']}", doc_rows))
     out: dict[str, Any] = {
         name: {"recall": float(np.mean(p["ok"])), "s_per_query": float(np.mean(p["s"])),
                "s_per_query_median": float(np.median(p["s"])), "passages_cross_encoded": float(np.mean(p["cross"])),
@@ -176,7 +206,10 @@ def bench_funnel(cfg: BenchFunnelConfig) -> dict[str, Any]:
         r["recall_diff_points"] = 100 * (r["recall"] - base["recall"])
         pair = paired_hits(per[name]["ok"], per[base_name]["ok"])  # is the recall difference more than chance?
         r["vs_baseline"] = {"only_this": pair["only_a"], "only_baseline": pair["only_b"], "p_mcnemar": pair["p_mcnemar"]}
-    return {"corpus": {"documents": info.manifest["counts"]["documents"], "passages": info.manifest["counts"]["passages"],
+    dev = _dev_sweep(cfg, ix, encode, cross, doc_rows,
+                     [(q["text"], f"PMID {q['qid']}") for q in qa.queries if q["qid"] not in test_ids])
+    return {"dev_sweep": dev,
+            "corpus": {"documents": info.manifest["counts"]["documents"], "passages": info.manifest["counts"]["passages"],
                        "clusters": info.manifest["counts"]["clusters"], "distractor_docs": cfg.distractor_docs,
                        "build_s": round(build_s, 1), "index": str(info.path)},
             "queries": len(queries), "systems": out, "baseline": f"flat dense + rerank {cfg.flat_candidates[0]}"}

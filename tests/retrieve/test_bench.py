@@ -26,3 +26,29 @@ def test_ann_bench_small(tmp_path):
     assert r["flat"]["recall@10"] == 1.0
     assert r["IVF16,Flat nprobe=16"]["recall@10"] == 1.0  # every list probed: exact
     assert 0.5 < r["HNSW16 efSearch=64"]["recall@10"] <= 1.0
+
+
+def test_dev_sweep_counts_gold_survival_through_stages_1_2(funnel_index, minilm):
+    from rayapp.config import FunnelConfig
+    from rayapp.index import LoadedIndex
+    from rayapp.retrieve.bench import BenchFunnelConfig, _dev_sweep
+
+    ix = LoadedIndex(funnel_index.path)
+    doc_rows: dict[str, list[int]] = {}
+    for i, t in enumerate(ix.doc_titles):
+        doc_rows.setdefault(t, []).append(i)
+    # each "question" is the first words of a document, whose title is its gold title
+    queries = [(" ".join(ix.doc_texts[d].split()[:12]), ix.doc_titles[d])
+               for d in range(0, len(ix.document_ids), max(1, len(ix.document_ids) // 12))]
+    n = len(ix.cluster_ids)
+    cfg = BenchFunnelConfig(funnel=FunnelConfig(docs=3, post_ranker="dense"), dev_sweep_rankers=["bm25", "hybrid"],
+                            dev_sweep_clusters=[1, 2, n])
+    encode = lambda q: minilm.encode(q, normalize_embeddings=True)  # noqa: E731
+    rows = _dev_sweep(cfg, ix, encode, None, doc_rows, queries)
+    assert [(r["cluster_ranker"], r["clusters"]) for r in rows] == [(h, c) for h in ("bm25", "hybrid") for c in (1, 2, n)]
+    for r in rows:
+        assert r["questions"] == len(queries) and r["docs"] == 3 and 0 <= r["kept_docs"] <= r["kept_clusters"] <= 1
+    bm25 = [r for r in rows if r["cluster_ranker"] == "bm25"]
+    assert bm25[0]["kept_clusters"] <= bm25[1]["kept_clusters"] <= bm25[2]["kept_clusters"] == 1.0  # top-k nests
+    assert rows[-1]["kept_clusters"] == 1.0 and bm25[2]["kept_docs"] > 0.5  # every cluster kept; its own words find it
+    assert _dev_sweep(cfg.model_copy(update={"dev_sweep_rankers": []}), ix, encode, None, doc_rows, queries) == []
