@@ -109,3 +109,25 @@ def test_memory_mapped_faiss_index_searches_as_the_read_one(tmp_path, factory):
             ix.nprobe = 4
     (d1, i1), (d2, i2) = opened.search(q, 10), plain.search(q, 10)
     assert (i1 == i2).all() and np.allclose(d1, d2)
+
+
+def test_gpu_index_config_moves_to_a_gpu_when_there_is_one_else_stays_on_cpu(small_index, tmp_path):
+    """``gpu: true`` (GPU faiss when present): on this machine's faiss, with or without a GPU, the
+    loaded index answers exactly as the CPU one."""
+    import json
+    import shutil
+
+    import faiss
+
+    copy = tmp_path / "gpu-index"
+    shutil.copytree(small_index.path, copy)
+    manifest = json.loads((copy / "manifest.json").read_text(encoding="utf-8"))
+    manifest["config"]["gpu"] = True
+    (copy / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    cpu, gpu = LoadedIndex(small_index.path), LoadedIndex(copy)
+    has_gpu = hasattr(faiss, "index_cpu_to_all_gpus") and faiss.get_num_gpus() > 0
+    assert cpu.on_gpu is False and gpu.on_gpu is has_gpu
+    q = np.asarray(cpu.vectors[:3], dtype=np.float32)
+    for a, b in zip(cpu.search_dense_many(q, 5), gpu.search_dense_many(q, 5)):
+        assert [r for r, _ in a] == [r for r, _ in b]
+        np.testing.assert_allclose([s for _, s in a], [s for _, s in b], atol=1e-4)
