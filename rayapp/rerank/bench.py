@@ -1,13 +1,14 @@
 """Benchmark of the trained cross-encoder against the bi-encoder it starts from, in one run.
 
-Train rows: TREC-QA train (each question's judged non-answers as hard negatives) + PubMedQA train,
-whose negatives the training-data job mines (``pubmed_negatives: mined``: the MiniLM bi-encoder
-ranks the other train abstracts, KaLM-Embedding V1's ranking-consistency filter drops a question whose
-own abstract ranks below ``filter_topk``, and ``k`` negatives are sampled from the ranks
-``[rank_lo, rank_hi)``) or takes at random (``random``, the first runs' setting). Tests: TREC-QA test answer selection (each question ranks its
-own candidates; MAP, MRR) and PubMedQA test (the first ``pubmed_queries`` questions; the
-bi-encoder retrieves the top ``pubmed_candidates`` of the 500 test abstracts, the reranker reorders
-them; nDCG@10, Recall@1).
+Train rows: TREC-QA train (each question's judged non-answers as hard negatives) + PubMedQA train.
+PubMedQA's negatives are mined by the training-data job (``pubmed_negatives: mined``): the MiniLM
+bi-encoder ranks the other train abstracts, KaLM-Embedding V1's ranking-consistency filter drops a
+question whose own abstract ranks below ``filter_topk``, and ``k`` negatives are sampled from the
+ranks ``[rank_lo, rank_hi)``. ``random`` takes random other abstracts (the first runs' setting).
+
+Tests: TREC-QA test answer selection (each question ranks its own candidates; MAP, MRR) and
+PubMedQA test (the first ``pubmed_queries`` questions; the bi-encoder retrieves the top
+``pubmed_candidates`` of the 500 test abstracts, the reranker reorders them; nDCG@10, Recall@1).
 """
 
 from __future__ import annotations
