@@ -1,7 +1,10 @@
 """SASRec (Kang & McAuley, 2018), the backbone of DuoRec and RaSeRec, in plain torch.
 
 Item and position embeddings -> LayerNorm -> dropout -> causal Transformer encoder (post-norm,
-GELU). Sequences are right-padded (the items first, then 0s), so causal attention never lets a real
+GELU), layer for layer as RecBole's ``TransformerEncoder`` that DuoRec and RaSeRec build on: dropout
+on the attention weights and on each block's output, LayerNorm eps 1e-12, and no dropout between
+the feed-forward's two linear layers (torch's ``TransformerEncoderLayer`` has one there; it is
+removed). Sequences are right-padded (the items first, then 0s), so causal attention never lets a real
 position see padding; the representation of a sequence is the output at its last item.
 """
 
@@ -23,7 +26,9 @@ class SASRec(nn.Module):
         self.pos_emb = nn.Embedding(max_len, hidden)
         self.norm = nn.LayerNorm(hidden, eps=1e-12)
         self.drop = nn.Dropout(dropout)
-        layer = nn.TransformerEncoderLayer(hidden, heads, inner, dropout, activation="gelu", batch_first=True)
+        layer = nn.TransformerEncoderLayer(hidden, heads, inner, dropout, activation="gelu", batch_first=True,
+                                           layer_norm_eps=1e-12)
+        layer.dropout = nn.Identity()  # RecBole's FeedForward: dense -> GELU -> dense -> dropout, nothing between
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.apply(self._init)
 

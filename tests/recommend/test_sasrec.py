@@ -80,3 +80,21 @@ def test_losses():
     # anchor z1_0: positive z2_0 (sim 1), negatives z1_1 (0), z2_1 (0)
     assert float(loss) == pytest.approx(-math.log(math.e / (math.e + 2)))
     assert float(duorec_contrastive_loss(z1, z2.flip(0))) > float(loss)
+
+
+def test_feed_forward_has_no_dropout_between_its_linear_layers():
+    """As RecBole's FeedForward (DuoRec / RaSeRec): linear2 sees GELU(linear1(x)) unchanged, even in
+    training mode with dropout 0.5 (torch's TransformerEncoderLayer drops out there by default)."""
+    torch.manual_seed(0)
+    m = SASRec(n_items=20, hidden=16, inner=32, dropout=0.5, max_len=6).train()
+    seen = {}
+    for i, layer in enumerate(m.encoder.layers):
+        assert layer.norm1.eps == layer.norm2.eps == 1e-12
+        layer.linear1.register_forward_hook(lambda mod, inp, out, i=i: seen.__setitem__(("l1", i), out))
+        layer.linear2.register_forward_hook(lambda mod, inp, out, i=i: seen.__setitem__(("l2", i), inp[0]))
+    m(torch.tensor([[1, 2, 3, 0], [4, 5, 6, 7]]), torch.tensor([3, 4]))
+    for i in range(len(m.encoder.layers)):
+        assert torch.equal(seen[("l2", i)], torch.nn.functional.gelu(seen[("l1", i)]))
+    # the other dropouts are still active: two training passes differ
+    x = torch.tensor([[1, 2, 3, 4]])
+    assert not torch.equal(m(x, torch.tensor([4])), m(x, torch.tensor([4])))
