@@ -1,7 +1,9 @@
 """Load, fault and per-hop figures of the served app (``jobs/bench_serve.py``).
 
 - **Load**: ``clients`` concurrent HTTP clients on loopback for ``duration_s`` against each endpoint
-  (``/v1/retrieve``, ``/v1/query``): requests/s, p50/p90/p99 latency, failed requests.
+  (``/v1/retrieve``, ``/v1/query``, and ``/v1/recommend`` for ``recommend_users`` users of the
+  served recommender when ``app.recommender.model_dir`` is set): requests/s, p50/p90/p99 latency,
+  failed requests.
 - **Faults**: under the same load, ``ray.kill`` one replica of a deployment (the actor Serve runs it
   in) and measure the failed-request share of the phase, the failure window (kill to the last
   failed request) and the replacement time (kill to Serve running the full replica count again).
@@ -25,14 +27,15 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from rayapp.config import (DEPLOYMENTS, AppConfig, CorpusConfig, EmbedConfig, IndexConfig, RayConfig, StrictModel,
                            default_home)
 
-__all__ = ["BenchServeConfig", "KillPhase", "bench_serve", "run_load", "kill_replica", "cpu_snapshot", "cpu_per_request", "process_role"]
+__all__ = ["BenchServeConfig", "KillPhase", "bench_serve", "run_load", "recommend_users", "kill_replica", "cpu_snapshot",
+           "cpu_per_request", "process_role"]
 
-Endpoint = Literal["retrieve", "query"]
+Endpoint = Literal["retrieve", "query", "recommend"]
 
 DEFAULT_QUESTIONS = [
     "How do I serialize a Python object to a JSON string?",
@@ -83,17 +86,39 @@ class BenchServeConfig(StrictModel):
         KillPhase(deployment="Generator", endpoint="query")])
     kill_phase_s: float = Field(default=30.0, gt=0)
     kill_at_s: float = Field(default=5.0, ge=0)
+    #: ``/v1/recommend`` load: this many users of the recommender's histories, seeded sample
+    recommend_users: int = Field(default=256, ge=1)
+    recommend_top_k: int = Field(default=10, ge=1)
     results_dir: Path = Path("results/bench_serve")
+
+    @model_validator(mode="after")
+    def _recommend_needs_model(self) -> "BenchServeConfig":
+        used = set(self.endpoints) | {k.endpoint for k in self.kills}
+        if "recommend" in used and self.app.recommender.model_dir is None:
+            raise ValueError("endpoint 'recommend' needs app.recommender.model_dir (a train-rec output folder)")
+        return self
 
 
 # ------------------------------------------------------------------------------------------ load
-def _body(endpoint: Endpoint, question: str, max_new_tokens: int) -> dict[str, Any]:
-    return {"question": question} if endpoint == "retrieve" else {"question": question,
-                                                                    "max_new_tokens": max_new_tokens}
+def _body(endpoint: Endpoint, text: str, max_new_tokens: int, top_k: int) -> dict[str, Any]:
+    if endpoint == "recommend":
+        return {"user": text, "top_k": top_k}
+    return {"question": text} if endpoint == "retrieve" else {"question": text, "max_new_tokens": max_new_tokens}
 
 
-async def _load(url: str, endpoint: Endpoint, questions: list[str], clients: int, duration_s: float,
-                max_new_tokens: int, timeout_s: float) -> list[tuple[float, float, Any]]:
+def recommend_users(model_dir: Path, n: int, seed: int = 0) -> list[str]:
+    """A seeded sample of ``n`` user ids from a recommender folder's ``histories.json``."""
+    import json
+
+    users = sorted(json.loads((Path(model_dir) / "histories.json").read_text(encoding="utf-8")))
+    if not users:
+        raise ValueError(f"{model_dir}/histories.json: no users to recommend for")
+    pick = np.random.default_rng(seed).choice(len(users), size=min(n, len(users)), replace=False)
+    return [users[int(i)] for i in pick]
+
+
+async def _load(url: str, endpoint: Endpoint, inputs: list[str], clients: int, duration_s: float,
+                max_new_tokens: int, timeout_s: float, top_k: int) -> list[tuple[float, float, Any]]:
     import httpx
 
     records: list[tuple[float, float, Any]] = []  # (start, seconds, status code or exception name)
@@ -103,7 +128,7 @@ async def _load(url: str, endpoint: Endpoint, questions: list[str], clients: int
         async def worker(i: int) -> None:
             k = i
             while time.perf_counter() < t_end:
-                body = _body(endpoint, questions[k % len(questions)], max_new_tokens)
+                body = _body(endpoint, inputs[k % len(inputs)], max_new_tokens, top_k)
                 k += clients
                 t0 = time.perf_counter()
                 try:
@@ -116,12 +141,19 @@ async def _load(url: str, endpoint: Endpoint, questions: list[str], clients: int
     return records
 
 
-def run_load(url: str, endpoint: Endpoint, questions: list[str], clients: int, duration_s: float,
-             max_new_tokens: int = 16, timeout_s: float = 600.0) -> list[tuple[float, float, Any]]:
-    """``clients`` concurrent clients posting to ``/v1/<endpoint>`` for ``duration_s``; one
-    ``(start, seconds, status)`` record per request (status: the HTTP code, or the name of the
-    client error, e.g. ``ReadTimeout`` past ``timeout_s``)."""
-    return asyncio.run(_load(url, endpoint, questions, clients, duration_s, max_new_tokens, timeout_s))
+def run_load(url: str, endpoint: Endpoint, inputs: list[str], clients: int, duration_s: float,
+             max_new_tokens: int = 16, timeout_s: float = 600.0, top_k: int = 10) -> list[tuple[float, float, Any]]:
+    """``clients`` concurrent clients posting to ``/v1/<endpoint>`` for ``duration_s``, cycling
+    through ``inputs`` (questions; user ids for ``recommend``); one ``(start, seconds, status)``
+    record per request (status: the HTTP code, or the name of the client error, e.g.
+    ``ReadTimeout`` past ``timeout_s``)."""
+    return asyncio.run(_load(url, endpoint, inputs, clients, duration_s, max_new_tokens, timeout_s, top_k))
+
+
+def _inputs(cfg: BenchServeConfig, endpoint: Endpoint) -> list[str]:
+    if endpoint == "recommend":
+        return recommend_users(cfg.app.recommender.model_dir, cfg.recommend_users)
+    return cfg.questions
 
 
 def process_role(cmdline: list[str]) -> str:
@@ -220,7 +252,8 @@ def _kill_phase(cfg: BenchServeConfig, url: str, phase: KillPhase) -> dict[str, 
     thread = threading.Thread(target=killer, daemon=True)
     t0 = time.perf_counter()
     thread.start()
-    records = run_load(url, phase.endpoint, cfg.questions, cfg.clients, cfg.kill_phase_s, cfg.query_max_new_tokens)
+    records = run_load(url, phase.endpoint, _inputs(cfg, phase.endpoint), cfg.clients, cfg.kill_phase_s,
+                       cfg.query_max_new_tokens, top_k=cfg.recommend_top_k)
     wall = time.perf_counter() - t0
     thread.join(timeout=180)
     t_kill = out.get("t_kill", t0)
@@ -327,7 +360,8 @@ def bench_serve(cfg: BenchServeConfig) -> dict[str, Any]:
         load = {}
         for ep in cfg.endpoints:
             t1, cpu0 = time.perf_counter(), cpu_snapshot()
-            records = run_load(url, ep, cfg.questions, cfg.clients, cfg.duration_s, cfg.query_max_new_tokens)
+            records = run_load(url, ep, _inputs(cfg, ep), cfg.clients, cfg.duration_s, cfg.query_max_new_tokens,
+                               top_k=cfg.recommend_top_k)
             wall = time.perf_counter() - t1
             load[ep] = _summary(records, wall)
             load[ep]["cpu"] = cpu_per_request(cpu0, cpu_snapshot(), wall, load[ep]["ok"])

@@ -103,6 +103,14 @@ def test_recommend_and_append_interactions(app_url):
     assert post(app_url, "/v1/recommend", {"user": "web-user"}).json()["history_length"] == 3
 
 
+def test_recommend_under_concurrent_load(app_url):
+    """The serve benchmark's /v1/recommend load: every request of every client answered."""
+    from rayapp.serve.bench import run_load
+
+    records = run_load(app_url, "recommend", ["u0", "u1", "u2"], clients=3, duration_s=1.0, top_k=5)
+    assert records and {code for _, _, code in records} == {200}
+
+
 @pytest.mark.parametrize("path,body,field,needle", [
     ("/v1/recommend", {"items": ["nope"]}, "items", "unknown item ids"),
     ("/v1/recommend", {"items": ["i1"] * 21}, "items", "at most 20 items"),
