@@ -240,7 +240,7 @@ def kill_replica(app: str, deployment: str, timeout_s: float = 120.0) -> dict[st
     return {"replica": victim["replica_id"], "replacement_s": None, "t_kill": t_kill}
 
 
-def _kill_phase(cfg: BenchServeConfig, url: str, phase: KillPhase) -> dict[str, Any]:
+def _kill_phase(cfg: BenchServeConfig, url: str, phase: KillPhase, inputs: list[str]) -> dict[str, Any]:
     from rayapp.serve import APP_NAME
 
     out: dict[str, Any] = {}
@@ -252,8 +252,8 @@ def _kill_phase(cfg: BenchServeConfig, url: str, phase: KillPhase) -> dict[str, 
     thread = threading.Thread(target=killer, daemon=True)
     t0 = time.perf_counter()
     thread.start()
-    records = run_load(url, phase.endpoint, _inputs(cfg, phase.endpoint), cfg.clients, cfg.kill_phase_s,
-                       cfg.query_max_new_tokens, top_k=cfg.recommend_top_k)
+    records = run_load(url, phase.endpoint, inputs, cfg.clients, cfg.kill_phase_s, cfg.query_max_new_tokens,
+                       top_k=cfg.recommend_top_k)
     wall = time.perf_counter() - t0
     thread.join(timeout=180)
     t_kill = out.get("t_kill", t0)
@@ -354,18 +354,20 @@ def bench_serve(cfg: BenchServeConfig) -> dict[str, Any]:
     info, questions = _build_index(cfg)
     cfg = cfg.model_copy(update={"questions": questions})
     build_s = time.perf_counter() - t0
+    # each endpoint's inputs once, before any clock starts (the user sample reads histories.json)
+    inputs = {ep: _inputs(cfg, ep) for ep in {*cfg.endpoints, *(k.endpoint for k in cfg.kills)}}
     url = start_app(cfg.app, info.path)
     try:
         hops = _hops(cfg, url, info.path)
         load = {}
         for ep in cfg.endpoints:
             t1, cpu0 = time.perf_counter(), cpu_snapshot()
-            records = run_load(url, ep, _inputs(cfg, ep), cfg.clients, cfg.duration_s, cfg.query_max_new_tokens,
+            records = run_load(url, ep, inputs[ep], cfg.clients, cfg.duration_s, cfg.query_max_new_tokens,
                                top_k=cfg.recommend_top_k)
             wall = time.perf_counter() - t1
             load[ep] = _summary(records, wall)
             load[ep]["cpu"] = cpu_per_request(cpu0, cpu_snapshot(), wall, load[ep]["ok"])
-        kills = [_kill_phase(cfg, url, phase) for phase in cfg.kills]
+        kills = [_kill_phase(cfg, url, phase, inputs[phase.endpoint]) for phase in cfg.kills]
     finally:
         serve.delete(APP_NAME)
     return {"passages": info.manifest["counts"]["passages"], "index_build_s": round(build_s, 1),
