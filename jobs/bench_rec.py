@@ -21,11 +21,12 @@ def _run(cfg: BenchRecConfig, _path) -> None:
     init_ray(cfg.ray)
     r = bench_rec(cfg)
     cols = ["hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20"]
-    rows = [[name] + [round(m[c], 4) for c in cols] + [m["epochs"], round(m["epoch_s"] or 0, 1), m["train_s"]]
+    rows = [[name] + [round(m[c], 4) for c in cols]
+            + [m["epochs"], *(None if m[k] is None else round(m[k], 1) for k in ("epoch_s", "train_s", "fit_s"))]
             for name, m in r["models"].items()]
     lat = r["recommend_latency_ms"]
     write_report(cfg.results_dir, "bench_rec", {**r, "config": cfg.model_dump(mode="json")},
-                 ["model"] + [c.upper() for c in cols] + ["epochs", "s / epoch (last)", "train s"], rows,
+                 ["model"] + [c.upper() for c in cols] + ["epochs", "s / epoch (last)", "train s (all epochs)", "fit s (this run)"], rows,
                  notes=f"{r['data']['users']} users, {r['data']['items']} items; RaSeRec / DuoRec NDCG@10 = "
                        f"{r['raserec_vs_duorec_ndcg@10']:.3f}; recommendation latency p50 {lat['p50']:.1f} ms, "
                        f"p95 {lat['p95']:.1f} ms (in process).")

@@ -33,15 +33,15 @@ def _run(cfg: BenchServeConfig, _path) -> None:
               k["p99_ms"], k["failed"], k["failed_share"], k["failure_window_s"], k["replacement_s"]]
              for k in r["kills"]]
     h = r["hops"]
-    ret = r["load"].get("retrieve", {})
-    notes = (f"{r['passages']} passages; {r['clients']} clients, {r['duration_s']:.0f} s per load phase. "
-             f"Retrieve p99 {ret.get('p99_ms')} ms (goal < 200 ms at 100k passages). "
-             f"Retrieval p50: in process {h['in_process']['p50_ms']} ms, through a handle "
-             f"{h['handle_1_hop']['p50_ms']} ms, over HTTP {h['http_2_hops']['p50_ms']} ms; overhead beyond the "
-             f"retriever's own time: {h['per_hop_ms_handle']} ms for the handle hop, {h['per_hop_ms_http']} ms per "
-             "hop over HTTP (goal < 3 ms per hop). Kill phases: "
-             "failure window = kill to the last failed request; replaced = kill to Serve running the "
-             "full replica count again (goals: <= 1% failed, < 10 s). Plot: bench_serve_kills.png.")
+    notes = f"{r['passages']} passages; {r['clients']} clients, {r['duration_s']:.0f} s per load phase. "
+    if "retrieve" in r["load"]:
+        notes += f"Retrieve p99 {r['load']['retrieve']['p99_ms']} ms (goal < 200 ms at 100k passages). "
+    notes += (f"Retrieval p50: in process {h['in_process']['p50_ms']} ms, through a handle "
+              f"{h['handle_1_hop']['p50_ms']} ms, over HTTP {h['http_2_hops']['p50_ms']} ms; overhead beyond the "
+              f"retriever's own time: {h['per_hop_ms_handle']} ms for the handle hop, {h['per_hop_ms_http']} ms per "
+              "hop over HTTP (goal < 3 ms per hop). Kill phases: "
+              "failure window = kill to the last failed request; replaced = kill to Serve running the "
+              "full replica count again (goals: <= 1% failed, < 10 s). Plot: bench_serve_kills.png.")
     if "recommend" in r["load"]:
         notes += (f" /v1/recommend: {cfg.recommend_users} users of {cfg.app.recommender.model_dir}, top "
                   f"{cfg.recommend_top_k}.")

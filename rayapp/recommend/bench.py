@@ -31,6 +31,14 @@ class BenchRecConfig(StrictModel):
     results_dir: Path = Path("results/bench_rec")
 
 
+def _row(test: dict[str, float], fit: dict[str, Any]) -> dict[str, Any]:
+    """A model's test metrics with its training time: ``epoch_s`` of the last epoch, ``train_s`` summed
+    over every epoch (across resumes) and ``fit_s``, this call's wall time (only the resumed part)."""
+    m = fit["metrics"]
+    return {**test, "epochs": m.get("epoch"), "epoch_s": m.get("epoch_s"), "train_s": m.get("train_s"),
+            "fit_s": fit["seconds"]}
+
+
 def bench_rec(cfg: BenchRecConfig) -> dict[str, Any]:
     from rayapp.recommend.service import RecommenderService
     from rayapp.recommend.train import train_rec
@@ -41,14 +49,11 @@ def bench_rec(cfg: BenchRecConfig) -> dict[str, Any]:
                                        "stage1": cfg.train.stage1.model_copy(update={"cl_weight": 0.0})})
     t0 = time.perf_counter()
     s = train_rec(sas)
-    rows["sasrec"] = {**s["stage1_test"], "epochs": s["stage1"]["metrics"].get("epoch"),
-                      "epoch_s": s["stage1"]["metrics"].get("epoch_s"), "train_s": s["stage1"]["seconds"]}
+    rows["sasrec"] = _row(s["stage1_test"], s["stage1"])
     duo = cfg.train.model_copy(update={"output_dir": base / "raserec"})
     d = train_rec(duo)
-    rows["duorec"] = {**d["stage1_test"], "epochs": d["stage1"]["metrics"].get("epoch"),
-                      "epoch_s": d["stage1"]["metrics"].get("epoch_s"), "train_s": d["stage1"]["seconds"]}
-    rows["raserec"] = {**d["stage2_test"], "epochs": d["stage2"]["metrics"].get("epoch"),
-                       "epoch_s": d["stage2"]["metrics"].get("epoch_s"), "train_s": d["stage2"]["seconds"]}
+    rows["duorec"] = _row(d["stage1_test"], d["stage1"])
+    rows["raserec"] = _row(d["stage2_test"], d["stage2"])
     svc = RecommenderService(base / "raserec")
     rng = np.random.default_rng(0)
     users = list(svc.users)

@@ -205,9 +205,11 @@ def _stage_loop(config: dict[str, Any]) -> None:
         if rank == 0:
             print(f"[{cfg.name} stage {stage}] resumed at epoch {state['epoch']}", flush=True)
     start = state["epoch"]
+    # a stage that had already stopped early stays stopped when its run is resumed
+    last = start if state["bad"] >= sc.patience else sc.epochs
     per = max(1, sc.batch_size // world)
     marker = Path(config["output_dir"]) / f".injected-failure-{stage}"
-    for epoch in range(start, sc.epochs):
+    for epoch in range(start, last):
         if cfg.inject_failure_at_epoch == epoch and rank == 0 and not marker.exists():
             marker.touch()
             raise RuntimeError(f"injected failure at epoch {epoch}")
@@ -239,9 +241,11 @@ def _stage_loop(config: dict[str, Any]) -> None:
             opt.step()
             total, n = total + float(loss.detach()) * len(idx), n + len(idx)
         train_s = time.perf_counter() - t0
+        state["train_s"] = state.get("train_s", 0.0) + train_s  # every epoch's training, across resumes
         stop = torch.zeros(1)
         metrics: dict[str, Any] = {"stage": stage, "epoch": epoch + 1, "loss": total / max(1, n),
-                                   "epoch_s": train_s, "world_size": world, "resumed_from": start}
+                                   "epoch_s": train_s, "train_s": state["train_s"], "world_size": world,
+                                   "resumed_from": start}
         if rank == 0:
             model_for_eval = inner if stage == 1 else backbone
             valid = evaluate(model_for_eval, data, "valid", cfg, ra=inner if stage == 2 else None, bank=bank)

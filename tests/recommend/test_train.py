@@ -129,6 +129,21 @@ def test_two_worker_training_learns_and_resumes(ray_session, tmp_path):
     assert 0 <= out["stage2_test"]["hr@10"] <= 1 and set(out["stage2_test"]) == set(untrained)
 
 
+def test_a_stage_that_stopped_early_trains_no_more_when_rerun(ray_session, tmp_path):
+    """Rerunning a finished job resumes each stage from its last checkpoint; one that had hit its
+    patience must not train another epoch (it did: the loop restarted without the stop flag)."""
+    from rayapp.recommend.train import train_rec
+
+    cfg = small_cfg(tmp_path, stage2=None, stage1={"epochs": 6, "batch_size": 32, "lr": 1e-9, "patience": 1})
+    first = train_rec(cfg)
+    assert first["stage1"]["metrics"]["epoch"] < 6, "precondition: the stage stopped early"
+    assert first["stage1"]["metrics"]["train_s"] > 0
+    ckpts = sorted((tmp_path / "out" / "ray").glob("*/checkpoint_*"))
+    again = train_rec(cfg)
+    assert sorted((tmp_path / "out" / "ray").glob("*/checkpoint_*")) == ckpts
+    assert again["stage1_test"] == first["stage1_test"]
+
+
 @pytest.mark.slow
 def test_relative_paths_reach_the_workers(ray_session, tmp_path, monkeypatch):
     """Ray Train workers run in their own directories: a config's relative paths must still work."""
