@@ -487,6 +487,10 @@ class RecommenderConfig(StrictModel):
     model_dir: Optional[Path] = None
     max_history: int = Field(default=200, ge=1)
     max_top_k: int = Field(default=100, ge=1)
+    #: a JSON-lines file every Recommender replica shares: appends are written there, replayed by a
+    #: new replica and read by the others before each request (unset: an append stays in the
+    #: replica that took it, and dies with it)
+    append_log: Optional[Path] = None
 
 
 class AppConfig(StrictModel):
@@ -511,6 +515,15 @@ class AppConfig(StrictModel):
     deployments: dict[Literal[DEPLOYMENTS], DeploymentOptions] = {}  # type: ignore[valid-type]
     #: Serve's log encoding for every replica: JSON lines carry the request id (``X-Request-ID``)
     log_encoding: Literal["TEXT", "JSON"] = "JSON"
+
+    @model_validator(mode="after")
+    def _shared_appends(self):
+        rec = self.deployments.get("Recommender")
+        most = rec and (rec.autoscaling.max_replicas if rec.autoscaling else rec.num_replicas or 1)
+        if self.recommender.model_dir is not None and most and most > 1 and self.recommender.append_log is None:
+            raise ValueError(f"recommender.append_log: the Recommender has up to {most} replicas; give them a shared "
+                             "append log, or an append would reach one replica only")
+        return self
 
 
 class DemoConfig(StrictModel):

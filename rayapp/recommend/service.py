@@ -4,6 +4,7 @@ to RaSeRec's memory bank (visible to the next request, no retraining)."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from pathlib import Path
 from typing import Any, Optional
@@ -11,6 +12,8 @@ from typing import Any, Optional
 import numpy as np
 
 __all__ = ["RecommendRequestError", "RecommenderService"]
+
+log = logging.getLogger(__name__)
 
 
 class RecommendRequestError(ValueError):
@@ -24,9 +27,15 @@ class RecommendRequestError(ValueError):
 class RecommenderService:
     """Loads ``model_dir`` (written by :func:`~rayapp.recommend.train.train_rec`): SASRec from
     ``stage1.pt``, and RaSeRec's module from ``stage2.pt`` when present, with a memory bank over
-    every known user's prefixes."""
+    every known user's prefixes.
 
-    def __init__(self, model_dir: str | Path, max_history: int = 200):
+    With ``append_log`` (a JSON-lines file, one ``{"user", "items"}`` per append), every append is
+    written there first and applied from there: the service replays the log when it starts and
+    reads lines other services added before each request. Services that share the file (Serve
+    replicas) thus apply the same appends in the same order, and a restarted one loses none. Lines
+    that cannot be applied (not JSON, unknown items) are skipped and counted in ``log_skipped``."""
+
+    def __init__(self, model_dir: str | Path, max_history: int = 200, append_log: Optional[str | Path] = None):
         import torch
 
         from rayapp.recommend.config import TrainRecConfig
@@ -57,6 +66,13 @@ class RecommenderService:
             self.bank = _memory_bank(self.model, self.histories, self.cfg)
         self.max_history = max_history
         self._lock = threading.Lock()
+        self.append_log = Path(append_log) if append_log is not None else None
+        self._log_pos, self.log_skipped = 0, 0
+        if self.append_log is not None:
+            self.append_log.parent.mkdir(parents=True, exist_ok=True)
+            self.append_log.touch()
+            with self._lock:
+                self._read_log()
 
     def _ids(self, items: list[str], field: str) -> list[int]:
         if not items:
@@ -79,6 +95,8 @@ class RecommenderService:
 
         if items is None and user is None:
             raise RecommendRequestError("items", "items: give the recent item ids, or a known user")
+        with self._lock:
+            self._read_log()  # other replicas' appends first
         if items is None:
             if user not in self.users:
                 raise RecommendRequestError("user", f"user: unknown user {user!r}")
@@ -103,30 +121,73 @@ class RecommenderService:
 
     def append(self, user: str, items: list[str]) -> dict[str, Any]:
         """Add ``items`` to ``user``'s history (a new user is created) and, with RaSeRec, one memory
-        per new (prefix, next item) to the bank: the next request retrieves them."""
+        per new (prefix, next item) to the bank: the next request retrieves them. With an append
+        log, the line is written (and flushed to disk) before it is applied."""
+        import fcntl
+        import os
+
+        new = self._ids(items, "items")
+        with self._lock:
+            if self.append_log is None:
+                return self._apply(user, new)
+            line = (json.dumps({"user": user, "items": items}) + "\n").encode("utf-8")
+            with open(self.append_log, "a+b") as f:
+                fcntl.flock(f, fcntl.LOCK_EX)
+                try:
+                    mine = f.seek(0, os.SEEK_END)
+                    if mine and os.pread(f.fileno(), 1, mine - 1) != b"\n":
+                        f.write(b"\n")  # end a line torn by a writer that died mid-write
+                        mine += 1
+                    f.write(line)
+                    f.flush()
+                    os.fsync(f.fileno())
+                finally:
+                    fcntl.flock(f, fcntl.LOCK_UN)
+            return self._read_log()[mine]
+
+    def _read_log(self) -> dict[int, dict[str, Any]]:
+        """Apply the log's complete lines past the last one read; each result by its line's offset.
+        The caller holds ``self._lock``."""
+        if self.append_log is None or self.append_log.stat().st_size <= self._log_pos:
+            return {}
+        with open(self.append_log, "rb") as f:
+            f.seek(self._log_pos)
+            chunk = f.read()
+        chunk = chunk[: chunk.rfind(b"\n") + 1]  # a line still being written waits for the next read
+        out, pos = {}, self._log_pos
+        for raw in chunk.splitlines(keepends=True):
+            try:
+                rec = json.loads(raw)
+                out[pos] = self._apply(str(rec["user"]), self._ids(list(rec["items"]), "items"))
+            except (ValueError, KeyError, TypeError, RecommendRequestError) as e:
+                self.log_skipped += 1
+                log.warning("append log %s: line at byte %d skipped: %s", self.append_log, pos, e)
+            pos += len(raw)
+        self._log_pos = pos
+        return out
+
+    def _apply(self, user: str, new: list[int]) -> dict[str, Any]:
         import torch
 
         from rayapp.recommend.data import pad_right
 
-        new = self._ids(items, "items")
-        with self._lock:
-            if user not in self.users:
-                self.users[user] = len(self.histories)
-                self.histories.append([])
-            u = self.users[user]
-            before = list(self.histories[u])
-            self.histories[u].extend(new)
-            added = 0
-            if self.bank is not None:
-                seq = self.histories[u]
-                prefixes = [seq[:t] for t in range(max(1, len(before)), len(seq))]
-                if prefixes:
-                    ids, lens = pad_right(prefixes, self.cfg.model.max_len)
-                    with torch.no_grad():
-                        keys = self.model(torch.from_numpy(ids), torch.from_numpy(lens)).numpy()
-                    targets = [seq[len(p)] for p in prefixes]
-                    values = self.model.item_emb.weight.detach()[targets].numpy()
-                    self.bank.append(keys, values, np.full(len(prefixes), u), np.array([len(p) for p in prefixes]))
-                    added = len(prefixes)
+        if user not in self.users:
+            self.users[user] = len(self.histories)
+            self.histories.append([])
+        u = self.users[user]
+        before = list(self.histories[u])
+        self.histories[u].extend(new)
+        added = 0
+        if self.bank is not None:
+            seq = self.histories[u]
+            prefixes = [seq[:t] for t in range(max(1, len(before)), len(seq))]
+            if prefixes:
+                ids, lens = pad_right(prefixes, self.cfg.model.max_len)
+                with torch.no_grad():
+                    keys = self.model(torch.from_numpy(ids), torch.from_numpy(lens)).numpy()
+                targets = [seq[len(p)] for p in prefixes]
+                values = self.model.item_emb.weight.detach()[targets].numpy()
+                self.bank.append(keys, values, np.full(len(prefixes), u), np.array([len(p) for p in prefixes]))
+                added = len(prefixes)
         return {"user": user, "history_length": len(self.histories[u]), "memories_added": added,
                 "memories": len(self.bank) if self.bank is not None else 0}

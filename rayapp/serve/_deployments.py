@@ -285,12 +285,13 @@ class Extractor(_Ready):
 
 class Recommender(_Ready):
     """Sequential recommendation (SASRec, or RaSeRec with its memory bank): top-k items and online
-    appends of interactions (one replica holds the bank, so an append is seen by the next request)."""
+    appends of interactions, seen by the next request (with several replicas, through the shared
+    ``append_log`` that each replica reads before a request)."""
 
     def __init__(self, cfg: RecommenderConfig):
         from rayapp.recommend.service import RecommenderService
 
-        self.svc = RecommenderService(cfg.model_dir, cfg.max_history)
+        self.svc = RecommenderService(cfg.model_dir, cfg.max_history, cfg.append_log)
 
     def recommend(self, items: Optional[list[str]], user: Optional[str], k: int) -> dict[str, Any]:
         from rayapp.recommend.service import RecommendRequestError

@@ -58,3 +58,26 @@ def test_append_adds_memories_visible_to_the_next_request(model_dir):
     assert more["memories_added"] == 1  # the prefix i5 i6 i7 -> i8
     with pytest.raises(RecommendRequestError, match="unknown item ids"):
         svc.append("newbie", ["zzz"])
+
+
+def test_an_append_log_shares_appends_between_services_and_survives_a_restart(model_dir, tmp_path):
+    """Two replicas on one log: an append taken by one is seen by the other's next request, and a
+    new replica replays it; lines that cannot be applied are skipped and counted, not fatal."""
+    log = tmp_path / "appends.jsonl"
+    a, b = RecommenderService(model_dir, append_log=log), RecommenderService(model_dir, append_log=log)
+    n = b.recommend(items=["i1"])["memories"]
+    assert a.append("newbie", ["i5", "i6", "i7"])["memories_added"] == 2
+    seen = b.recommend(user="newbie")
+    assert seen["history_length"] == 3 and seen["memories"] == n + 2
+    with pytest.raises(RecommendRequestError, match="unknown item ids"):
+        a.append("newbie", ["zzz"])  # refused before it reaches the log
+    with open(log, "a") as f:
+        f.write('not json\n{"user": "x", "items": ["nope"]}\n{"user": "newbie", "items": ["i8"]}\n{"user": "half')
+    out = b.append("newbie", ["i9"])  # ends the torn last line before writing its own
+    assert out["history_length"] == 5 and out["memories_added"] == 1
+    assert b.log_skipped == 3
+    c = RecommenderService(model_dir, append_log=log)
+    assert c.recommend(user="newbie")["history_length"] == 5 and c.log_skipped == 3
+    assert c.histories[c.users["newbie"]] == b.histories[b.users["newbie"]]
+    assert c.recommend(user="newbie", k=5)["items"] == b.recommend(user="newbie", k=5)["items"]
+    assert a.recommend(user="newbie")["memories"] == c.recommend(user="newbie")["memories"] == n + 4

@@ -135,3 +135,14 @@ def test_per_deployment_options_reach_serve():
         AppConfig.model_validate({"deployments": {"Generator": {"num_replicas": 2, "autoscaling": {}}}})
     with pytest.raises(ValueError, match="Input should be 'Ingress'"):
         AppConfig.model_validate({"deployments": {"Generatr": {}}})
+
+
+def test_several_recommender_replicas_need_a_shared_append_log(tmp_path):
+    rec = {"model_dir": str(tmp_path)}
+    for opts, most in [({"num_replicas": 2}, 2), ({"autoscaling": {"min_replicas": 1, "max_replicas": 3}}, 3)]:
+        with pytest.raises(ValueError, match=f"recommender.append_log: the Recommender has up to {most} replicas"):
+            AppConfig.model_validate({"recommender": rec, "deployments": {"Recommender": opts}})
+        AppConfig.model_validate({"recommender": {**rec, "append_log": str(tmp_path / "a.jsonl")},
+                                  "deployments": {"Recommender": opts}})
+    AppConfig.model_validate({"recommender": rec, "deployments": {"Recommender": {"num_replicas": 1}}})
+    AppConfig.model_validate({"deployments": {"Recommender": {"num_replicas": 2}}})  # no recommender at all
