@@ -26,7 +26,8 @@ def _run(cfg: BenchRecConfig, _path) -> None:
             for name, m in r["models"].items()]
     lat = r["recommend_latency_ms"]
     write_report(cfg.results_dir, "bench_rec", {**r, "config": cfg.model_dump(mode="json")},
-                 ["model"] + [c.upper() for c in cols] + ["epochs", "s / epoch (last)", "train s (all epochs)", "fit s (this run)"], rows,
+                 ["model"] + [c.upper() for c in cols]
+                 + ["epochs", "s / epoch (last)", "train s (all epochs)", "fit s (this run)"], rows,
                  notes=f"{r['data']['users']} users, {r['data']['items']} items; RaSeRec / DuoRec NDCG@10 = "
                        f"{r['raserec_vs_duorec_ndcg@10']:.3f}; recommendation latency p50 {lat['p50']:.1f} ms, "
                        f"p95 {lat['p95']:.1f} ms (in process).")
