@@ -491,6 +491,10 @@ class RecommenderConfig(StrictModel):
     #: new replica and read by the others before each request (unset: an append stays in the
     #: replica that took it, and dies with it)
     append_log: Optional[Path] = None
+    #: ``torch`` runs SASRec and RaSeRec's module in torch; ``onnx`` runs their ONNX exports (made
+    #: once per trained folder, with the memory bank) in ONNX Runtime: the same scores to float
+    #: rounding, and a replica that starts without importing torch
+    backend: Literal["torch", "onnx"] = "torch"
 
 
 class AppConfig(StrictModel):

@@ -46,7 +46,8 @@ class SASRec(nn.Module):
         x = self.drop(self.norm(self.item_emb(ids) + self.pos_emb(pos)[None]))
         causal = torch.triu(torch.ones(L, L, dtype=torch.bool, device=ids.device), diagonal=1)
         out = self.encoder(x, mask=causal)
-        return out[torch.arange(len(ids), device=ids.device), (lengths - 1).clamp_min(0)]
+        last = (lengths - 1).clamp_min(0).view(-1, 1, 1).expand(-1, 1, out.shape[-1])
+        return out.gather(1, last).squeeze(1)  # a gather, not indexing by arange(len): ONNX keeps the batch dynamic
 
     def scores(self, h: torch.Tensor) -> torch.Tensor:
         """Dot product with every item embedding: [batch, n_items + 1] (column 0 is padding)."""

@@ -27,7 +27,9 @@ class RecommendRequestError(ValueError):
 class RecommenderService:
     """Loads ``model_dir`` (written by :func:`~rayapp.recommend.train.train_rec`): SASRec from
     ``stage1.pt``, and RaSeRec's module from ``stage2.pt`` when present, with a memory bank over
-    every known user's prefixes.
+    every known user's prefixes. The bank comes ready-built from the folder's serving files
+    (:func:`~rayapp.recommend._serving.prepare_serving`, run at training time or by the first
+    service). ``backend="onnx"`` runs both models from their ONNX exports there, without torch.
 
     With ``append_log`` (a JSON-lines file, one ``{"user", "items"}`` per append), every append is
     written there first and applied from there: the service replays the log when it starts and
@@ -35,35 +37,23 @@ class RecommenderService:
     replicas) thus apply the same appends in the same order, and a restarted one loses none. Lines
     that cannot be applied (not JSON, unknown items) are skipped and counted in ``log_skipped``."""
 
-    def __init__(self, model_dir: str | Path, max_history: int = 200, append_log: Optional[str | Path] = None):
-        import torch
+    def __init__(self, model_dir: str | Path, max_history: int = 200, append_log: Optional[str | Path] = None,
+                 backend: str = "torch"):
+        from rayapp.recommend._serving import OnnxEngine, TorchEngine, prepare_serving, read_trained
+        from rayapp.recommend.memory import MemoryBank
 
-        from rayapp.recommend.config import TrainRecConfig
-        from rayapp.recommend.raserec import RetrievalAugmentedModule
-        from rayapp.recommend.sasrec import SASRec
-        from rayapp.recommend.train import _memory_bank
-
+        if backend not in ("torch", "onnx"):
+            raise ValueError(f"recommender.backend: 'torch' or 'onnx', not {backend!r}")
         d = Path(model_dir)
-        manifest = d / "manifest.json"
-        if not manifest.is_file():
-            raise FileNotFoundError(f"recommender.model_dir: {d} has no manifest.json (train it with rayapp train-rec)")
-        self.cfg = TrainRecConfig(**json.loads(manifest.read_text(encoding="utf-8"))["config"])
-        self.item_ids: list[str] = json.loads((d / "items.json").read_text(encoding="utf-8"))
+        self.cfg, self.item_ids, hist = read_trained(d)
         self.index = {x: i for i, x in enumerate(self.item_ids) if i}
-        hist = json.loads((d / "histories.json").read_text(encoding="utf-8"))
         self.users = {u: k for k, u in enumerate(hist)}
         self.histories = [[self.index[i] for i in items] for items in hist.values()]
-        m = self.cfg.model
-        torch.set_num_threads(self.cfg.torch_threads)
-        self.model = SASRec(len(self.item_ids) - 1, m.hidden, m.layers, m.heads, m.inner, m.dropout, m.max_len)
-        self.model.load_state_dict(torch.load(d / "stage1.pt", weights_only=True))
-        self.model.eval()
-        self.ra, self.bank = None, None
-        if (d / "stage2.pt").is_file() and self.cfg.stage2 is not None:
-            self.ra = RetrievalAugmentedModule(m.hidden, m.heads, m.inner, m.dropout)
-            self.ra.load_state_dict(torch.load(d / "stage2.pt", weights_only=True))
-            self.ra.eval()
-            self.bank = _memory_bank(self.model, self.histories, self.cfg)
+        served = prepare_serving(d)  # built once per trained folder, then only loaded
+        self.backend = backend
+        self.engine = (OnnxEngine(served, self.cfg.torch_threads) if backend == "onnx"
+                       else TorchEngine(d.resolve(), self.cfg, len(self.item_ids) - 1))
+        self.bank = MemoryBank.load(served) if (served / "bank.faiss").is_file() else None
         self.max_history = max_history
         self._lock = threading.Lock()
         self.append_log = Path(append_log) if append_log is not None else None
@@ -88,10 +78,8 @@ class RecommenderService:
     def recommend(self, items: Optional[list[str]] = None, user: Optional[str] = None, k: int = 10,
                   exclude_seen: bool = True) -> dict[str, Any]:
         """Top ``k`` items (ids, scores) after ``items`` (or ``user``'s known history)."""
-        import torch
-
         from rayapp.recommend.data import pad_right
-        from rayapp.recommend.train import _augment
+        from rayapp.recommend.memory import fuse
 
         if items is None and user is None:
             raise RecommendRequestError("items", "items: give the recent item ids, or a known user")
@@ -104,14 +92,16 @@ class RecommenderService:
         else:
             seq = self._ids(items, "items")
         ids, lens = pad_right([seq], self.cfg.model.max_len)
-        with self._lock, torch.no_grad():
-            h = self.model(torch.from_numpy(ids), torch.from_numpy(lens))
+        with self._lock:
+            h = self.engine.encode(ids, lens)
             mode = "sasrec"
-            if self.ra is not None:
+            if self.bank is not None:
+                s2 = self.cfg.stage2
                 u = np.array([self.users.get(user, -1) if user is not None else -1])
-                h = _augment(self.ra, self.bank, h, u, np.array([len(seq)]), self.cfg.stage2)
+                mem_seq, mem_tgt = self.bank.search(h, u, np.array([len(seq)]), s2.k, s2.candidates)
+                h = fuse(h, *self.engine.augment(h, mem_seq, mem_tgt), s2.alpha, s2.beta)
                 mode = "raserec"
-            scores = self.model.scores(h)[0].numpy().astype(np.float64)
+            scores = (h @ self.engine.item_emb.T)[0].astype(np.float64)
         scores[0] = -np.inf
         if exclude_seen:
             scores[seq] = -np.inf
@@ -167,8 +157,6 @@ class RecommenderService:
         return out
 
     def _apply(self, user: str, new: list[int]) -> dict[str, Any]:
-        import torch
-
         from rayapp.recommend.data import pad_right
 
         if user not in self.users:
@@ -183,10 +171,8 @@ class RecommenderService:
             prefixes = [seq[:t] for t in range(max(1, len(before)), len(seq))]
             if prefixes:
                 ids, lens = pad_right(prefixes, self.cfg.model.max_len)
-                with torch.no_grad():
-                    keys = self.model(torch.from_numpy(ids), torch.from_numpy(lens)).numpy()
-                targets = [seq[len(p)] for p in prefixes]
-                values = self.model.item_emb.weight.detach()[targets].numpy()
+                keys = self.engine.encode(ids, lens)
+                values = self.engine.item_emb[[seq[len(p)] for p in prefixes]]
                 self.bank.append(keys, values, np.full(len(prefixes), u), np.array([len(p) for p in prefixes]))
                 added = len(prefixes)
         return {"user": user, "history_length": len(self.histories[u]), "memories_added": added,

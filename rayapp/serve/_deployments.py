@@ -291,7 +291,7 @@ class Recommender(_Ready):
     def __init__(self, cfg: RecommenderConfig):
         from rayapp.recommend.service import RecommenderService
 
-        self.svc = RecommenderService(cfg.model_dir, cfg.max_history, cfg.append_log)
+        self.svc = RecommenderService(cfg.model_dir, cfg.max_history, cfg.append_log, cfg.backend)
 
     def recommend(self, items: Optional[list[str]], user: Optional[str], k: int) -> dict[str, Any]:
         from rayapp.recommend.service import RecommendRequestError

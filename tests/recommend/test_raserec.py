@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from rayapp.recommend.raserec import MemoryBank, RetrievalAugmentedModule, fuse
@@ -48,3 +49,18 @@ def test_alpha_one_is_the_backbone_and_module_shapes():
     assert torch.equal(fuse(h, h_s, h_t, alpha=1.0), h)
     assert torch.allclose(fuse(h, h_s, h_t, 0.5, 1.0), 0.5 * h + 0.5 * h_s)
     assert torch.allclose(fuse(h, h_s, h_t, 0.0, 0.0), h_t)
+
+
+def test_a_saved_bank_loads_as_the_same_index(tmp_path):
+    b, keys = bank()
+    b.save(tmp_path)
+    c = MemoryBank.load(tmp_path)
+    assert len(c) == len(b) and c.index.nprobe == b.index.nprobe and c.index.nlist == b.index.nlist
+    q, users, prefix = keys[[3, 15, 57]], np.array([3, 5, 7]), np.array([1, 2, 6])
+    for got, want in zip(c.search(q, users, prefix, k=5), b.search(q, users, prefix, k=5)):
+        assert np.array_equal(got, want)
+    c.append(np.full((1, 8), 3.0, dtype=np.float32), np.ones((1, 8), dtype=np.float32), np.array([99]), np.array([1]))
+    assert len(c) == len(b) + 1 and len(MemoryBank.load(tmp_path)) == len(b)  # the file is unchanged
+    np.savez(tmp_path / "bank.npz", keys=keys[:10], values=keys[:10], users=np.zeros(10), prefix_lens=np.zeros(10))
+    with pytest.raises(ValueError, match="200 indexed memories but 10 stored"):
+        MemoryBank.load(tmp_path)

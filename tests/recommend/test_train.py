@@ -127,6 +127,12 @@ def test_two_worker_training_learns_and_resumes(ray_session, tmp_path):
     untrained = evaluate(SASRec(data.n_items, 16, 2, 2, 32, 0.1, 8).eval(), data, "test", cfg)
     assert out["stage1_test"]["hr@10"] > untrained["hr@10"] + 0.2
     assert 0 <= out["stage2_test"]["hr@10"] <= 1 and set(out["stage2_test"]) == set(untrained)
+    # the serving files (bank over every prefix, ONNX exports) are made at training time
+    from rayapp._internal.artifacts import read_manifest
+    from rayapp.recommend._serving import serving_dir
+
+    assert out["serving"]["path"] == str(serving_dir(cfg.output_dir))
+    assert read_manifest(serving_dir(cfg.output_dir))["memories"] == sum(len(s) - 1 for s in data.seqs)
 
 
 def test_a_stage_that_stopped_early_trains_no_more_when_rerun(ray_session, tmp_path):
