@@ -1,9 +1,10 @@
 """Load, fault and per-hop figures of the served app (``jobs/bench_serve.py``).
 
 - **Load**: ``clients`` concurrent HTTP clients on loopback for ``duration_s`` against each endpoint
-  (``/v1/retrieve``, ``/v1/query``, and ``/v1/recommend`` for ``recommend_users`` users of the
-  served recommender when ``app.recommender.model_dir`` is set): requests/s, p50/p90/p99 latency,
-  failed requests.
+  (``/v1/retrieve``, ``/v1/query``, ``/v1/recommend`` for ``recommend_users`` users of the served
+  recommender, and the stage endpoints ``/v1/embeddings`` (each question), ``/v1/extract`` and
+  ``/v1/rerank`` (each question with the passages the app retrieves for it, fetched once before
+  any clock starts)): requests/s, p50/p90/p99 latency, failed requests.
 - **Faults**: under the same load, ``ray.kill`` one replica of a deployment (the actor Serve runs it
   in) and measure the failed-request share of the phase, the failure window (kill to the last
   failed request) and the replacement time (kill to Serve running the full replica count again).
@@ -32,10 +33,10 @@ from pydantic import Field, model_validator
 from rayapp.config import (DEPLOYMENTS, AppConfig, CorpusConfig, EmbedConfig, IndexConfig, RayConfig, StrictModel,
                            default_home)
 
-__all__ = ["BenchServeConfig", "KillPhase", "bench_serve", "run_load", "recommend_users", "kill_replica", "cpu_snapshot",
-           "cpu_per_request", "process_role"]
+__all__ = ["BenchServeConfig", "KillPhase", "bench_serve", "run_load", "stage_bodies", "recommend_users", "kill_replica",
+           "cpu_snapshot", "cpu_per_request", "process_role"]
 
-Endpoint = Literal["retrieve", "query", "recommend"]
+Endpoint = Literal["retrieve", "query", "recommend", "embeddings", "extract", "rerank"]
 
 DEFAULT_QUESTIONS = [
     "How do I serialize a Python object to a JSON string?",
@@ -92,18 +93,44 @@ class BenchServeConfig(StrictModel):
     results_dir: Path = Path("results/bench_serve")
 
     @model_validator(mode="after")
-    def _recommend_needs_model(self) -> "BenchServeConfig":
+    def _endpoints_are_served(self) -> "BenchServeConfig":
         used = set(self.endpoints) | {k.endpoint for k in self.kills}
-        if "recommend" in used and self.app.recommender.model_dir is None:
-            raise ValueError("endpoint 'recommend' needs app.recommender.model_dir (a train-rec output folder)")
+        app = self.app
+        needs = {"recommend": (app.recommender.model_dir is not None, "app.recommender.model_dir (a train-rec output folder)"),
+                 "extract": (app.extractor.method != "none", "app.extractor.method (not 'none')"),
+                 "rerank": (app.rerank.model is not None or app.retriever.kind == "funnel",
+                            "app.rerank.model (a train-reranker folder) or a funnel retriever"),
+                 "embeddings": (app.embeddings.enabled, "app.embeddings.enabled: true")}
+        for ep, (ok, what) in needs.items():
+            if ep in used and not ok:
+                raise ValueError(f"endpoint '{ep}' needs {what}")
         return self
 
 
 # ------------------------------------------------------------------------------------------ load
-def _body(endpoint: Endpoint, text: str, max_new_tokens: int, top_k: int) -> dict[str, Any]:
+def _body(endpoint: Endpoint, item: str | dict[str, Any], max_new_tokens: int, top_k: int) -> dict[str, Any]:
+    if isinstance(item, dict):
+        return item
     if endpoint == "recommend":
-        return {"user": text, "top_k": top_k}
-    return {"question": text} if endpoint == "retrieve" else {"question": text, "max_new_tokens": max_new_tokens}
+        return {"user": item, "top_k": top_k}
+    return {"question": item} if endpoint == "retrieve" else {"question": item, "max_new_tokens": max_new_tokens}
+
+
+def stage_bodies(url: str, endpoint: Endpoint, questions: list[str]) -> list[dict[str, Any]]:
+    """Request bodies for the stage endpoints, asked of the running app once: ``embeddings`` names
+    the served embedder (``/v1/info``); ``extract`` and ``rerank`` carry the passages that
+    ``/v1/retrieve`` returns for each question, as the RAG path would pass them on."""
+    import httpx
+
+    if endpoint == "embeddings":
+        model = httpx.get(f"{url}/v1/info", timeout=60).raise_for_status().json()["embedder"]
+        return [{"model": model, "input": q} for q in questions]
+    out = []
+    for q in questions:
+        hits = httpx.post(f"{url}/v1/retrieve", json={"question": q}, timeout=60).raise_for_status().json()["hits"]
+        out.append({"question": q, "passages": [{"id": h["id"], "text": h["text"]} for h in hits]}
+                   if endpoint == "extract" else {"query": q, "documents": [h["text"] for h in hits]})
+    return out
 
 
 def recommend_users(model_dir: Path, n: int, seed: int = 0) -> list[str]:
@@ -117,7 +144,7 @@ def recommend_users(model_dir: Path, n: int, seed: int = 0) -> list[str]:
     return [users[int(i)] for i in pick]
 
 
-async def _load(url: str, endpoint: Endpoint, inputs: list[str], clients: int, duration_s: float,
+async def _load(url: str, endpoint: Endpoint, inputs: list[str | dict[str, Any]], clients: int, duration_s: float,
                 max_new_tokens: int, timeout_s: float, top_k: int) -> list[tuple[float, float, Any]]:
     import httpx
 
@@ -141,18 +168,21 @@ async def _load(url: str, endpoint: Endpoint, inputs: list[str], clients: int, d
     return records
 
 
-def run_load(url: str, endpoint: Endpoint, inputs: list[str], clients: int, duration_s: float,
+def run_load(url: str, endpoint: Endpoint, inputs: list[str | dict[str, Any]], clients: int, duration_s: float,
              max_new_tokens: int = 16, timeout_s: float = 600.0, top_k: int = 10) -> list[tuple[float, float, Any]]:
     """``clients`` concurrent clients posting to ``/v1/<endpoint>`` for ``duration_s``, cycling
-    through ``inputs`` (questions; user ids for ``recommend``); one ``(start, seconds, status)``
+    through ``inputs`` (questions; user ids for ``recommend``; or whole request bodies, as
+    :func:`stage_bodies` makes them); one ``(start, seconds, status)``
     record per request (status: the HTTP code, or the name of the client error, e.g.
     ``ReadTimeout`` past ``timeout_s``)."""
     return asyncio.run(_load(url, endpoint, inputs, clients, duration_s, max_new_tokens, timeout_s, top_k))
 
 
-def _inputs(cfg: BenchServeConfig, endpoint: Endpoint) -> list[str]:
+def _inputs(cfg: BenchServeConfig, endpoint: Endpoint, url: str) -> list[str | dict[str, Any]]:
     if endpoint == "recommend":
         return recommend_users(cfg.app.recommender.model_dir, cfg.recommend_users)
+    if endpoint in ("embeddings", "extract", "rerank"):
+        return stage_bodies(url, endpoint, cfg.questions)
     return cfg.questions
 
 
@@ -354,10 +384,11 @@ def bench_serve(cfg: BenchServeConfig) -> dict[str, Any]:
     info, questions = _build_index(cfg)
     cfg = cfg.model_copy(update={"questions": questions})
     build_s = time.perf_counter() - t0
-    # each endpoint's inputs once, before any clock starts (the user sample reads histories.json)
-    inputs = {ep: _inputs(cfg, ep) for ep in {*cfg.endpoints, *(k.endpoint for k in cfg.kills)}}
     url = start_app(cfg.app, info.path)
     try:
+        # each endpoint's inputs once, before any clock starts (the user sample reads
+        # histories.json; the stage endpoints' passages come from the app's own retrieval)
+        inputs = {ep: _inputs(cfg, ep, url) for ep in {*cfg.endpoints, *(k.endpoint for k in cfg.kills)}}
         hops = _hops(cfg, url, info.path)
         load = {}
         for ep in cfg.endpoints:

@@ -111,6 +111,21 @@ def test_recommend_under_concurrent_load(app_url):
     assert records and {code for _, _, code in records} == {200}
 
 
+def test_stage_endpoints_under_the_bench_load(app_url):
+    """The serve benchmark's /v1/embeddings and /v1/extract bodies (the served embedder's name; the
+    passages the app retrieves) are accepted, every request of every client answered."""
+    from rayapp.serve.bench import run_load, stage_bodies
+
+    qs = ["temporary directory context manager", "parse command line arguments"]
+    emb = stage_bodies(app_url, "embeddings", qs)
+    assert [b["input"] for b in emb] == qs and emb[0]["model"] == httpx.get(f"{app_url}/v1/info").json()["embedder"]
+    ext = stage_bodies(app_url, "extract", qs)
+    assert [len(b["passages"]) for b in ext] == [3, 3] and ext[0]["question"] == qs[0]
+    for endpoint, bodies in (("embeddings", emb), ("extract", ext)):
+        records = run_load(app_url, endpoint, bodies, clients=2, duration_s=1.0)
+        assert records and {code for _, _, code in records} == {200}, endpoint
+
+
 @pytest.mark.parametrize("path,body,field,needle", [
     ("/v1/recommend", {"items": ["nope"]}, "items", "unknown item ids"),
     ("/v1/recommend", {"items": ["i1"] * 21}, "items", "at most 20 items"),

@@ -15,6 +15,18 @@ def test_recommend_endpoint_needs_a_recommender():
     assert BenchServeConfig(endpoints=["recommend"], app={"recommender": {"model_dir": "somewhere"}})
 
 
+@pytest.mark.parametrize("endpoint,app,needle", [
+    ("extract", {}, r"'extract' needs app.extractor.method"),
+    ("rerank", {}, r"'rerank' needs app.rerank.model"),
+    ("embeddings", {"embeddings": {"enabled": False}}, r"'embeddings' needs app.embeddings.enabled"),
+])
+def test_stage_endpoints_need_their_stage(endpoint, app, needle):
+    with pytest.raises(ValidationError, match=needle):
+        BenchServeConfig(endpoints=[endpoint], app=app)
+    with pytest.raises(ValidationError, match=needle):
+        BenchServeConfig(endpoints=["retrieve"], kills=[{"deployment": "Ingress", "endpoint": endpoint}], app=app)
+
+
 def test_recommend_users_is_a_seeded_sample_of_the_served_histories(tmp_path):
     model_dir = build_model_dir(tmp_path)
     users = recommend_users(model_dir, 10)
@@ -23,7 +35,8 @@ def test_recommend_users_is_a_seeded_sample_of_the_served_histories(tmp_path):
     assert len(recommend_users(model_dir, 500)) == 80
 
 
-@pytest.mark.parametrize("name", ["bench_serve.yaml", "bench_serve_100k.yaml", "bench_serve_recommend.yaml"])
+@pytest.mark.parametrize("name", ["bench_serve.yaml", "bench_serve_100k.yaml", "bench_serve_recommend.yaml",
+                                  "bench_serve_stages.yaml"])
 def test_serve_bench_configs_load(name):
     from pathlib import Path
 

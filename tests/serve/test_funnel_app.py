@@ -47,6 +47,15 @@ def test_funnel_feeds_the_rag_path(funnel_url):
     assert len(body["passages"]) == 3 and set(body["context_ids"]) <= {p["id"] for p in body["passages"]}
 
 
+def test_rerank_bodies_of_the_serve_bench(funnel_url):
+    from rayapp.serve.bench import run_load, stage_bodies
+
+    bodies = stage_bodies(funnel_url, "rerank", ["write rows to a CSV file"])
+    assert bodies[0]["query"] == "write rows to a CSV file" and len(bodies[0]["documents"]) == 3
+    records = run_load(funnel_url, "rerank", bodies, clients=2, duration_s=1.0)
+    assert records and {code for _, _, code in records} == {200}
+
+
 def test_rerank_endpoint_scores_with_the_post_ranker(funnel_url, tiny_cross_dir):
     import math
 
