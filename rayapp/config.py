@@ -388,6 +388,9 @@ class EmbeddingsConfig(StrictModel):
     served_name: Optional[str] = None
     max_batch_size: int = Field(default=32, ge=1)
     batch_wait_timeout_s: float = Field(default=0.01, ge=0)
+    #: as ``retriever.query_encoder``: ``onnx`` (ONNX Runtime; the replica starts without torch),
+    #: ``torch``, or ``auto`` (onnx where the model is an encoder with mean pooling, else torch)
+    backend: Literal["auto", "onnx", "torch"] = "auto"
 
 
 class RerankConfig(StrictModel):
@@ -465,8 +468,9 @@ class ExtractorConfig(StrictModel):
 
     method: Literal["none", "full", "top_sentences", "lm"] = "none"
     model: Optional[str] = None
-    #: the bi-encoder of ``top_sentences``
+    #: the bi-encoder of ``top_sentences``, and the runtime that runs it (as ``retriever.query_encoder``)
     embedder: str = "minilm"
+    embedder_backend: Literal["auto", "onnx", "torch"] = "auto"
     k: int = Field(default=3, ge=1, description="top_sentences: sentences kept")
     max_tokens: int = Field(default=160, ge=8, le=2048)
     #: lm: the two-phase decoding the extractor was trained with (TrainLearConfig.scaffold)

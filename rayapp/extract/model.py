@@ -58,12 +58,9 @@ def make_extractor(cfg: ExtractorConfig, encode=None):
         return EXTRACTORS["lm"](cfg.model, cfg.max_tokens, cfg.torch_threads, cfg.scaffold, cfg.max_reason_tokens)
     if cfg.method == "top_sentences":
         if encode is None:
-            from rayapp.models import load_sentence_transformer
+            from rayapp.models._onnx import load_text_encoder
 
-            st = load_sentence_transformer(cfg.embedder, 256)
-
-            def encode(texts):
-                return st.encode(texts, normalize_embeddings=True, batch_size=64)
+            encode = load_text_encoder(cfg.embedder, 256, cfg.embedder_backend, threads=cfg.torch_threads).encode
         return EXTRACTORS["top_sentences"](encode, cfg.k)
     return EXTRACTORS[cfg.method]()
 

@@ -22,7 +22,7 @@ from rayapp._internal.hashing import stable_hash
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OnnxEncoder", "export_onnx", "export_genai", "UnsupportedForOnnx"]
+__all__ = ["OnnxEncoder", "TextEncoder", "load_text_encoder", "export_onnx", "export_genai", "UnsupportedForOnnx"]
 
 
 class UnsupportedForOnnx(ValueError):
@@ -168,6 +168,12 @@ class OnnxEncoder:
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]
 
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        """Tokens per text as the model sees it (special tokens included, truncated)."""
+        if self._fast is not None:
+            return [len(e.ids) for e in self._fast.encode_batch(list(texts))]
+        return [len(x) for x in self.tokenizer(list(texts), truncation=True, max_length=self.max_len)["input_ids"]]
+
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """Batches of similar token length (sorted), each padded only to its own longest text."""
         if self._fast is not None:
@@ -200,3 +206,44 @@ class OnnxEncoder:
                 out = np.zeros((len(texts), vec.shape[1]), dtype=np.float32)
             out[idx] = vec
         return out
+
+
+class TextEncoder:
+    """A bi-encoder as a serving replica uses it: ``encode(texts)`` gives L2-normalised float32
+    vectors, ``count_tokens(texts)`` the tokens per text, ``dim`` the width, ``backend`` which
+    runtime runs it (``onnx`` or ``torch``). Made by :func:`load_text_encoder`."""
+
+    def __init__(self, backend: str, encode, count_tokens, dim: int):
+        self.backend, self._encode, self.count_tokens, self.dim = backend, encode, count_tokens, dim
+
+    def encode(self, texts, batch_size: int = 64) -> np.ndarray:
+        v = np.asarray(self._encode([texts] if isinstance(texts, str) else list(texts), batch_size), dtype=np.float32)
+        v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+        return v[0] if isinstance(texts, str) else v
+
+
+def load_text_encoder(name: str, max_seq_length: int, backend: str = "auto", threads: int = 1) -> TextEncoder:
+    """The sentence-transformers model ``name`` on ``backend``: ``onnx`` (ONNX Runtime over the
+    cached export; the process imports neither torch nor sentence-transformers), ``torch``
+    (``SentenceTransformer.encode``), or ``auto``: onnx where the model is an encoder under
+    Transformer + mean Pooling (+ Normalize), else torch."""
+    if backend not in ("auto", "onnx", "torch"):
+        raise ValueError(f"encoder backend: 'auto', 'onnx' or 'torch', not {backend!r}")
+    if backend != "torch":
+        try:
+            onnx = OnnxEncoder(name, max_seq_length, threads=threads)
+        except UnsupportedForOnnx as e:
+            if backend == "onnx":
+                raise
+            log.info("encoder %s: torch (%s)", name, e)
+        else:
+            return TextEncoder("onnx", onnx.encode, onnx.count_tokens, int(onnx.encode(["dimension probe"]).shape[1]))
+    from rayapp.models._loading import load_sentence_transformer
+
+    st = load_sentence_transformer(name, max_seq_length)
+
+    def count(texts: list[str]) -> list[int]:
+        return [len(x) for x in st.tokenizer(list(texts), truncation=True, max_length=st.max_seq_length)["input_ids"]]
+
+    return TextEncoder("torch", lambda texts, bs: st.encode(texts, batch_size=bs, convert_to_numpy=True), count,
+                       int(st.get_sentence_embedding_dimension()))

@@ -89,7 +89,7 @@ def build_app(cfg: AppConfig, index_path: str | Path, deltas: Sequence[str | Pat
         e = cfg.embeddings
         model = e.model or manifest["embedder"]["path"]
         max_seq = e.max_seq_length if e.model else manifest["embedder"]["max_seq_length"]
-        embedder = _bind(Embedder, cfg, "Embedder", model, max_seq, e.max_batch_size, e.batch_wait_timeout_s)
+        embedder = _bind(Embedder, cfg, "Embedder", model, max_seq, e.max_batch_size, e.batch_wait_timeout_s, e.backend)
         embedder_name = e.served_name or (e.model if e.model else manifest["embedder"].get("model")) or Path(model).name
     return _bind(Ingress, cfg, "Ingress", cfg, retriever, generator, extractor, recommender, embedder, reranker,
                  embedder_name, reranker_name)

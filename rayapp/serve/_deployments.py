@@ -69,23 +69,12 @@ class _Versioned(_Ready):
     def _load_encoder(self, path: str, max_seq_length: int):
         import os
 
-        from rayapp.models._onnx import OnnxEncoder, UnsupportedForOnnx
+        from rayapp.models._onnx import load_text_encoder
 
-        if self.cfg.query_encoder != "torch":
-            try:
-                onnx = OnnxEncoder(path, max_seq_length, threads=int(os.environ.get("OMP_NUM_THREADS") or 1))
-            except UnsupportedForOnnx as e:
-                if self.cfg.query_encoder == "onnx":
-                    raise
-                log.info("query encoder: torch (%s)", e)
-            else:
-                self.encoder_backend = "onnx"
-                return lambda q: onnx.encode([q] if isinstance(q, str) else list(q))
-        from rayapp.models import load_sentence_transformer
-
-        model = load_sentence_transformer(path, max_seq_length)
-        self.encoder_backend = "torch"
-        return lambda q: model.encode(q, normalize_embeddings=True)
+        enc = load_text_encoder(path, max_seq_length, self.cfg.query_encoder,
+                                threads=int(os.environ.get("OMP_NUM_THREADS") or 1))
+        self.encoder_backend = enc.backend
+        return enc.encode
 
     def _load(self, index_path: str, deltas: list[str]) -> dict[str, Any]:
         from rayapp.index import LoadedIndex
@@ -200,30 +189,33 @@ class Embedder(_Ready):
     encoded in one pass (``@serve.batch``). Vectors are L2-normalised, after Matryoshka truncation
     when ``dimensions`` is asked for."""
 
-    def __init__(self, model: str, max_seq_length: int, max_batch_size: int = 32, batch_wait_timeout_s: float = 0.01):
-        from rayapp.models import load_sentence_transformer
+    def __init__(self, model: str, max_seq_length: int, max_batch_size: int = 32, batch_wait_timeout_s: float = 0.01,
+                 backend: str = "auto"):
+        import os
 
-        self.model = load_sentence_transformer(model, max_seq_length)
-        self.dim = int(self.model.get_sentence_embedding_dimension())
+        from rayapp.models._onnx import load_text_encoder
+
+        self.model = load_text_encoder(model, max_seq_length, backend, threads=int(os.environ.get("OMP_NUM_THREADS") or 1))
+        self.dim = self.model.dim
         self.embed.set_max_batch_size(max_batch_size)
         self.embed.set_batch_wait_timeout_s(batch_wait_timeout_s)
 
     def info(self) -> dict[str, Any]:
-        return {"dimensions": self.dim}
+        return {"dimensions": self.dim, "backend": self.model.backend}
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)
     async def embed(self, texts: list[list[str]], dims: list[Optional[int]]) -> list[dict[str, Any]]:
         import numpy as np
 
         flat = [t for ts in texts for t in ts]
-        vecs = await asyncio.to_thread(self.model.encode, flat, batch_size=32, convert_to_numpy=True)
-        ids = self.model.tokenizer(flat, truncation=True, max_length=self.model.max_seq_length)["input_ids"]
+        vecs = await asyncio.to_thread(self.model.encode, flat, 32)
+        tokens = self.model.count_tokens(flat)
         log.info("embed %d texts from %d requests", len(flat), len(texts))
         out, i = [], 0
         for ts, d in zip(texts, dims):
             v = vecs[i: i + len(ts), : d or self.dim]
             v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
-            out.append({"vectors": v.astype(np.float32), "tokens": sum(len(x) for x in ids[i: i + len(ts)])})
+            out.append({"vectors": v.astype(np.float32), "tokens": sum(tokens[i: i + len(ts)])})
             i += len(ts)
         return out
 

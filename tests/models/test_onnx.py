@@ -80,3 +80,21 @@ def test_embed_texts_onnx_backend_on_ray(ray_session, minilm, monkeypatch_module
     vecs = embed_texts(TEXTS, EmbedConfig(backend="onnx", actors=1, num_cpus_per_actor=1, torch_threads=1, batch_size=8))
     want = minilm.encode(TEXTS, normalize_embeddings=True)
     assert (vecs * want).sum(axis=1).min() >= 0.9999
+
+
+def test_text_encoder_backends_agree(onnx_encoder, minilm):
+    """``load_text_encoder``: the same normalised vectors, token counts and width from both
+    runtimes; ``onnx`` refuses a model it cannot run, ``auto`` falls back to torch."""
+    from rayapp.models._onnx import UnsupportedForOnnx, load_text_encoder
+
+    onnx, torch_ = load_text_encoder("minilm", 256, "auto", threads=2), load_text_encoder("minilm", 256, "torch")
+    assert (onnx.backend, torch_.backend, onnx.dim, torch_.dim) == ("onnx", "torch", 384, 384)
+    a, b = onnx.encode(TEXTS[:8]), torch_.encode(TEXTS[:8])
+    assert np.allclose(np.linalg.norm(a, axis=1), 1, atol=1e-5) and (a * b).sum(axis=1).min() >= 0.9999
+    assert onnx.encode(TEXTS[0]).shape == (384,)
+    assert onnx.count_tokens(TEXTS[:8]) == torch_.count_tokens(TEXTS[:8])
+    assert onnx.count_tokens(["word " * 1000])[0] == 256  # truncated as the model sees it
+    with pytest.raises(ValueError, match="'auto', 'onnx' or 'torch', not 'tf'"):
+        load_text_encoder("minilm", 256, "tf")
+    with pytest.raises(UnsupportedForOnnx, match="local model folder"):
+        load_text_encoder("no/such-model", 256, "onnx")

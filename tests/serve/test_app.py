@@ -309,6 +309,16 @@ def test_embeddings_in_openai_shape_with_matryoshka_and_base64(app_url):
     small = np.frombuffer(base64.b64decode(r.json()["data"][0]["embedding"]), dtype="<f4")
     cut = v[0, :64] / np.linalg.norm(v[0, :64])
     assert small.shape == (64,) and np.allclose(small, cut, atol=1e-4)  # truncated, then re-normalised
+    # embeddings.backend: auto runs MiniLM in ONNX Runtime; the vectors are the ones sentence-transformers gives
+    from ray import serve
+
+    from rayapp.models import load_sentence_transformer
+    from rayapp.serve import APP_NAME
+
+    assert serve.get_deployment_handle("Embedder", APP_NAME).info.remote().result()["backend"] == "onnx"
+    st = load_sentence_transformer("minilm", 256)
+    assert (v * st.encode(texts, normalize_embeddings=True)).sum(axis=1).min() >= 0.9999
+    assert body["usage"]["prompt_tokens"] == sum(len(x) for x in st.tokenizer(texts)["input_ids"])
 
 
 @pytest.mark.parametrize("body,status,field,needle", [
