@@ -404,6 +404,10 @@ class RerankConfig(StrictModel):
     served_name: Optional[str] = None
     max_batch_size: int = Field(default=8, ge=1)
     batch_wait_timeout_s: float = Field(default=0.01, ge=0)
+    #: the Reranker deployment's runtime (for ``rerank.model`` or the funnel's post-ranker):
+    #: ``torch``, or ``onnx`` (the folder exported once to ONNX Runtime; a replica starts without
+    #: torch or transformers, the same scores; on 1 thread 256-token pairs score about 13% slower)
+    backend: Literal["torch", "onnx"] = "torch"
 
 
 class AutoscalingOptions(StrictModel):

@@ -92,21 +92,28 @@ def export_onnx(folder: Path, max_seq_length: int, out_root: Path) -> Path:
 
     log.info("exporting %s to ONNX under %s (once)", folder, final)
     with staging_dir(final) as tmp:
-        raw = tmp / "raw.onnx"
-        torch.onnx.export(_Body(hf), args, str(raw), input_names=names, output_names=["hidden"],
-                          dynamic_axes={**{n: {0: "batch", 1: "seq"} for n in names}, "hidden": {0: "batch", 1: "seq"}},
-                          opset_version=17, dynamo=False)
-        from onnxruntime.transformers.optimizer import optimize_model
-
-        cfg = hf.config
-        opt = optimize_model(str(raw), model_type="bert", num_heads=cfg.num_attention_heads,
-                             hidden_size=cfg.hidden_size, opt_level=1)
-        opt.save_model_to_file(str(tmp / "model.onnx"))
-        raw.unlink()
+        fusions = _export_bert(_Body(hf), args, names, "hidden", {0: "batch", 1: "seq"}, hf.config, tmp)
         write_json_atomic(tmp / "manifest.json", {"kind": "onnx", "source": str(folder), "inputs": names,
-                                                  "max_seq_length": max_seq_length,
-                                                  "fusions": opt.get_fused_operator_statistics()})
+                                                  "max_seq_length": max_seq_length, "fusions": fusions})
     return final / "model.onnx"
+
+
+def _export_bert(module, args: tuple, names: list[str], output: str, output_axes: dict[int, str], config,
+                 tmp: Path) -> dict[str, int]:
+    """Export a BERT-family ``module`` to ``tmp/model.onnx`` with batch and sequence axes dynamic,
+    then apply ONNX Runtime's transformer fusions; returns the fused-operator counts."""
+    import torch
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    raw = tmp / "raw.onnx"
+    torch.onnx.export(module, args, str(raw), input_names=names, output_names=[output],
+                      dynamic_axes={**{n: {0: "batch", 1: "seq"} for n in names}, output: output_axes},
+                      opset_version=17, dynamo=False)
+    opt = optimize_model(str(raw), model_type="bert", num_heads=config.num_attention_heads,
+                         hidden_size=config.hidden_size, opt_level=1)
+    opt.save_model_to_file(str(tmp / "model.onnx"))
+    raw.unlink()
+    return opt.get_fused_operator_statistics()
 
 
 def export_genai(folder: Path, precision: str, out_root: Path) -> Path:

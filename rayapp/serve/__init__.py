@@ -73,7 +73,7 @@ def build_app(cfg: AppConfig, index_path: str | Path, deltas: Sequence[str | Pat
         max_length = cfg.rerank.max_length if cfg.rerank.model else funnel.reranker_max_length
         pair_batch = funnel.rerank_batch_size if funnel is not None else 32
         reranker = _bind(Reranker, cfg, "Reranker", path, max_length, pair_batch, cfg.rerank.max_batch_size,
-                         cfg.rerank.batch_wait_timeout_s)
+                         cfg.rerank.batch_wait_timeout_s, cfg.rerank.backend)
         reranker_name = cfg.rerank.served_name or Path(str(path)).name
     if funnel is not None:
         post = reranker if funnel.post_ranker == "cross" else None

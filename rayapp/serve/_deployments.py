@@ -8,6 +8,7 @@ stage; no response carries a stack trace.
 
 import asyncio
 import logging
+import threading
 import time
 import json
 import uuid
@@ -164,10 +165,18 @@ class Reranker(_Ready):
     scored together, length-sorted, ``pair_batch`` at a time."""
 
     def __init__(self, reranker: str, max_length: int, pair_batch: int = 32, max_batch_size: int = 8,
-                 batch_wait_timeout_s: float = 0.01):
-        from rayapp.rerank import CrossEncoder
+                 batch_wait_timeout_s: float = 0.01, backend: str = "torch"):
+        import os
 
-        self.cross, self.pair_batch = CrossEncoder.from_pretrained(reranker, max_length), pair_batch
+        if backend == "onnx":
+            from rayapp.rerank._onnx import OnnxCrossEncoder
+
+            self.cross = OnnxCrossEncoder(reranker, max_length, threads=int(os.environ.get("OMP_NUM_THREADS") or 1))
+        else:
+            from rayapp.rerank import CrossEncoder
+
+            self.cross = CrossEncoder.from_pretrained(reranker, max_length)
+        self.backend, self.pair_batch = backend, pair_batch
         self.score.set_max_batch_size(max_batch_size)
         self.score.set_batch_wait_timeout_s(batch_wait_timeout_s)
 
@@ -260,14 +269,19 @@ class Extractor(_Ready):
         from rayapp.extract.model import make_extractor
 
         self.cfg, self.fn = cfg, make_extractor(cfg)
+        # one extraction at a time: Serve runs concurrent calls of a sync method in threads, and N
+        # runnable model threads on few cores starve everything else there (a replacement replica
+        # starting beside this one took 27 s to reach its constructor); waiting calls take no CPU
+        self._lock = threading.Lock()
 
     def extract(self, question: str, hits: list[dict[str, Any]]) -> dict[str, Any]:
         import math
 
         from rayapp.extract.model import evidence_hits
 
-        t0 = time.perf_counter()
-        ev = self.fn(question, [h.get("text") or "" for h in hits])
+        with self._lock:
+            t0 = time.perf_counter()
+            ev = self.fn(question, [h.get("text") or "" for h in hits])
         log.info("extract %s: %d passages -> %d evidence sentences in %.1f ms", self.cfg.method, len(hits),
                  len(ev.evidence), 1e3 * (time.perf_counter() - t0))
         return {"method": self.cfg.method, "evidence": ev.evidence, "rationale": ev.rationale,

@@ -86,3 +86,31 @@ def test_a_query_longer_than_max_length_is_scored(tiny_bert_dir):
     ce = CrossEncoder.from_pretrained(tiny_bert_dir, max_length=32, num_labels=1)
     scores = ce.score("word " * 200, ["a short passage", "another passage " * 50])
     assert scores.shape == (2,) and np.isfinite(scores).all()
+
+
+def test_the_onnx_cross_encoder_scores_as_torch_does(tiny_cross_dir, tmp_path, monkeypatch):
+    """Same folder, two runtimes: equal scores in input order, a long query truncated the same way;
+    the export is made once and reused; a folder without tokenizer.json is refused by name."""
+    import shutil
+
+    from rayapp.models._onnx import UnsupportedForOnnx
+    from rayapp.rerank._onnx import OnnxCrossEncoder
+
+    monkeypatch.setenv("RAYAPP_MODEL_CACHE", str(tmp_path / "cache"))
+    qs = ["write rows to a CSV file"] * 4 + ["word " * 200]
+    ps = ["csv.writer writes rows.", "json.dumps returns a string. " * 30, "x", "tempfile", "the csv module"]
+    want = CrossEncoder.from_pretrained(tiny_cross_dir, 64).score_pairs(qs, ps, batch_size=2)
+    onnx = OnnxCrossEncoder(tiny_cross_dir, 64)
+    assert np.allclose(onnx.score_pairs(qs, ps, batch_size=2), want, atol=1e-4)
+    assert np.allclose(onnx.score(qs[0], ps[:4]), want[:4], atol=1e-4)
+    assert len(list((tmp_path / "cache").glob("onnx-cross-*"))) == 1
+    OnnxCrossEncoder(tiny_cross_dir, 64)
+    assert len(list((tmp_path / "cache").glob("onnx-cross-*"))) == 1  # cached
+    with pytest.raises(ValueError, match="2 queries but 1 passages"):
+        onnx.score_pairs(["a", "b"], ["c"])
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_cross_dir, bare)
+    (bare / "tokenizer.json").unlink()
+    with pytest.raises(UnsupportedForOnnx, match="needs the folder's tokenizer.json"):
+        OnnxCrossEncoder(bare, 64)
+

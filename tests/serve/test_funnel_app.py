@@ -15,6 +15,7 @@ def funnel_url(ray_session, funnel_index, smollm2_dir, tiny_cross_dir, serve_por
 
     cfg = AppConfig.model_validate({
         "generator": {"model": smollm2_dir, "max_new_tokens": 8},
+        "rerank": {"backend": "onnx"},  # the post-ranker on ONNX Runtime; its scores are checked against torch below
         "retriever": {"kind": "funnel", "top_k": 3,
                       "funnel": {"clusters": 2, "docs": 4, "passages": 3, "reranker": tiny_cross_dir,
                                  "reranker_max_length": 64}},
