@@ -282,7 +282,7 @@ class Extractor(_Ready):
         with self._lock:
             t0 = time.perf_counter()
             ev = self.fn(question, [h.get("text") or "" for h in hits])
-        log.info("extract %s: %d passages -> %d evidence sentences in %.1f ms", self.cfg.method, len(hits),
+        log.info("extract %s: %d passages -> %d evidence characters in %.1f ms", self.cfg.method, len(hits),
                  len(ev.evidence), 1e3 * (time.perf_counter() - t0))
         return {"method": self.cfg.method, "evidence": ev.evidence, "rationale": ev.rationale,
                 "compression": ev.compression if math.isfinite(ev.compression) else None,
