@@ -98,7 +98,7 @@ def prepare_serving(model_dir: str | Path) -> Path:
     with staging_dir(final) as tmp, torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shapes are checked by the tests instead
         np.save(tmp / "item_emb.npy", model.item_emb.weight.detach().numpy())
-        fastpath = torch.backends.mha.get_fastpath_enabled()
+        memories, fastpath = 0, torch.backends.mha.get_fastpath_enabled()
         torch.backends.mha.set_fastpath_enabled(False)  # the fused encoder-layer op has no ONNX export
         try:
             ids = torch.zeros((2, m.max_len), dtype=torch.int64)
@@ -107,7 +107,6 @@ def prepare_serving(model_dir: str | Path) -> Path:
                               input_names=["ids", "lengths"], output_names=["h"],
                               dynamic_axes={"ids": {0: "batch"}, "lengths": {0: "batch"}, "h": {0: "batch"}},
                               opset_version=17, dynamo=False)
-            memories = 0
             if ra is not None:
                 h, mem = torch.zeros((2, m.hidden)), torch.zeros((2, 3, m.hidden))
                 torch.onnx.export(ra, (h, mem, mem), str(tmp / "ra.onnx"), input_names=["h", "mem_seq", "mem_tgt"],
@@ -116,11 +115,12 @@ def prepare_serving(model_dir: str | Path) -> Path:
                                                 "mem_tgt": {0: "batch", 1: "k"}, "h_s": {0: "batch"},
                                                 "h_t": {0: "batch"}},
                                   opset_version=17, dynamo=False)
-                bank = _memory_bank(model, [[index[i] for i in s] for s in hist.values()], cfg)
-                bank.save(tmp)
-                memories = len(bank)
         finally:
             torch.backends.mha.set_fastpath_enabled(fastpath)
+        if ra is not None:  # encoded with the fast path back on, as training encodes its banks
+            bank = _memory_bank(model, [[index[i] for i in s] for s in hist.values()], cfg)
+            bank.save(tmp)
+            memories = len(bank)
         write_json_atomic(tmp / "manifest.json", {"kind": "recommender-serving", "source": str(model_dir),
                                                   "memories": memories, "raserec": ra is not None})
     return final
