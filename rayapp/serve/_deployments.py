@@ -31,6 +31,14 @@ from rayapp.types import Hit, StageTiming
 log = logging.getLogger("ray.serve.rayapp")
 
 
+def _threads() -> int:
+    """Threads for a replica's model runtime: ``OMP_NUM_THREADS``, which Ray sets from the
+    replica's ``num_cpus`` (1 when unset)."""
+    import os
+
+    return int(os.environ.get("OMP_NUM_THREADS") or 1)
+
+
 class _Ready:
     """``ready()`` answers once the deployment's constructor has finished (models loaded): ``/readyz``."""
 
@@ -68,12 +76,9 @@ class _Versioned(_Ready):
         return self._models[key]
 
     def _load_encoder(self, path: str, max_seq_length: int):
-        import os
-
         from rayapp.models._onnx import load_text_encoder
 
-        enc = load_text_encoder(path, max_seq_length, self.cfg.query_encoder,
-                                threads=int(os.environ.get("OMP_NUM_THREADS") or 1))
+        enc = load_text_encoder(path, max_seq_length, self.cfg.query_encoder, threads=_threads())
         self.encoder_backend = enc.backend
         return enc.encode
 
@@ -166,12 +171,10 @@ class Reranker(_Ready):
 
     def __init__(self, reranker: str, max_length: int, pair_batch: int = 32, max_batch_size: int = 8,
                  batch_wait_timeout_s: float = 0.01, backend: str = "torch"):
-        import os
-
         if backend == "onnx":
             from rayapp.rerank._onnx import OnnxCrossEncoder
 
-            self.cross = OnnxCrossEncoder(reranker, max_length, threads=int(os.environ.get("OMP_NUM_THREADS") or 1))
+            self.cross = OnnxCrossEncoder(reranker, max_length, threads=_threads())
         else:
             from rayapp.rerank import CrossEncoder
 
@@ -200,11 +203,9 @@ class Embedder(_Ready):
 
     def __init__(self, model: str, max_seq_length: int, max_batch_size: int = 32, batch_wait_timeout_s: float = 0.01,
                  backend: str = "auto"):
-        import os
-
         from rayapp.models._onnx import load_text_encoder
 
-        self.model = load_text_encoder(model, max_seq_length, backend, threads=int(os.environ.get("OMP_NUM_THREADS") or 1))
+        self.model = load_text_encoder(model, max_seq_length, backend, threads=_threads())
         self.dim = self.model.dim
         self.embed.set_max_batch_size(max_batch_size)
         self.embed.set_batch_wait_timeout_s(batch_wait_timeout_s)
