@@ -36,7 +36,7 @@ def test_recommend_users_is_a_seeded_sample_of_the_served_histories(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["bench_serve.yaml", "bench_serve_100k.yaml", "bench_serve_recommend.yaml",
-                                  "bench_serve_stages.yaml"])
+                                  "bench_serve_stages.yaml", "bench_serve_funnel.yaml"])
 def test_serve_bench_configs_load(name):
     from pathlib import Path
 
