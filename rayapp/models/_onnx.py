@@ -69,48 +69,50 @@ def export_onnx(folder: Path, max_seq_length: int, out_root: Path) -> Path:
     final = Path(out_root) / f"onnx-{folder.name}-{_weights_digest(folder)[:12]}-L{max_seq_length}"
     if read_manifest(final) is not None:
         return final / "model.onnx"
-    import torch
-
     from rayapp.models._loading import load_sentence_transformer
 
     st = load_sentence_transformer(str(folder), max_seq_length)
     hf = st[0].auto_model.eval()
-    if hasattr(hf, "set_attn_implementation"):
-        hf.set_attn_implementation("eager")  # the eager graph is the one ORT fuses into Attention ops
     names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in st.tokenizer.model_input_names]
     sample = st.tokenizer(["an example sentence", "a second, longer example sentence"], padding=True,
                           return_tensors="pt")
     args = tuple(sample[n] for n in names)
 
-    class _Body(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, *inputs):
-            return self.m(**dict(zip(names, inputs))).last_hidden_state
-
     log.info("exporting %s to ONNX under %s (once)", folder, final)
     with staging_dir(final) as tmp:
-        fusions = _export_bert(_Body(hf), args, names, "hidden", {0: "batch", 1: "seq"}, hf.config, tmp)
+        fusions = _export_bert(hf, lambda out: out.last_hidden_state, args, names, "hidden",
+                               {0: "batch", 1: "seq"}, tmp)
         write_json_atomic(tmp / "manifest.json", {"kind": "onnx", "source": str(folder), "inputs": names,
                                                   "max_seq_length": max_seq_length, "fusions": fusions})
     return final / "model.onnx"
 
 
-def _export_bert(module, args: tuple, names: list[str], output: str, output_axes: dict[int, str], config,
+def _export_bert(hf, pick, args: tuple, names: list[str], output: str, output_axes: dict[int, str],
                  tmp: Path) -> dict[str, int]:
-    """Export a BERT-family ``module`` to ``tmp/model.onnx`` with batch and sequence axes dynamic,
-    then apply ONNX Runtime's transformer fusions; returns the fused-operator counts."""
+    """Export the BERT-family Hugging Face model ``hf`` (its eager attention, the graph ONNX Runtime
+    fuses into Attention ops), called with ``names`` as keywords and its output taken by ``pick``,
+    to ``tmp/model.onnx`` with batch and sequence axes dynamic; then apply ONNX Runtime's
+    transformer fusions. Returns the fused-operator counts."""
     import torch
     from onnxruntime.transformers.optimizer import optimize_model
 
+    if hasattr(hf, "set_attn_implementation"):
+        hf.set_attn_implementation("eager")
+
+    class _Picked(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, *inputs):
+            return pick(self.m(**dict(zip(names, inputs))))
+
     raw = tmp / "raw.onnx"
-    torch.onnx.export(module, args, str(raw), input_names=names, output_names=[output],
+    torch.onnx.export(_Picked(hf), args, str(raw), input_names=names, output_names=[output],
                       dynamic_axes={**{n: {0: "batch", 1: "seq"} for n in names}, output: output_axes},
                       opset_version=17, dynamo=False)
-    opt = optimize_model(str(raw), model_type="bert", num_heads=config.num_attention_heads,
-                         hidden_size=config.hidden_size, opt_level=1)
+    opt = optimize_model(str(raw), model_type="bert", num_heads=hf.config.num_attention_heads,
+                         hidden_size=hf.config.hidden_size, opt_level=1)
     opt.save_model_to_file(str(tmp / "model.onnx"))
     raw.unlink()
     return opt.get_fused_operator_statistics()
@@ -184,26 +186,13 @@ class OnnxEncoder:
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """Batches of similar token length (sorted), each padded only to its own longest text."""
         if self._fast is not None:
-            encs = self._fast.encode_batch(list(texts))
-            enc = {"input_ids": [e.ids for e in encs], "attention_mask": [e.attention_mask for e in encs],
-                   "token_type_ids": [e.type_ids for e in encs]}
+            enc = fast_encodings(self._fast.encode_batch(list(texts)))
         else:
             enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_len)
-        lengths = np.array([len(ids) for ids in enc["input_ids"]])
-        order = np.argsort(-lengths, kind="stable")
         if not len(texts):
             raise ValueError("OnnxEncoder.encode: no texts")
         out = None
-        for s in range(0, len(texts), batch_size):
-            idx = order[s : s + batch_size]
-            width = int(lengths[idx].max())
-            feed = {}
-            for name in self.inputs:
-                arr = np.zeros((len(idx), width), dtype=np.int64)
-                for row, i in enumerate(idx):
-                    seq = enc[name][i]
-                    arr[row, : len(seq)] = seq
-                feed[name] = arr
+        for idx, feed in padded_batches(enc, self.inputs, batch_size):
             hidden = self.session.run(None, feed)[0]
             mask = feed["attention_mask"][..., None].astype(np.float32)
             vec = (hidden * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
@@ -213,6 +202,26 @@ class OnnxEncoder:
                 out = np.zeros((len(texts), vec.shape[1]), dtype=np.float32)
             out[idx] = vec
         return out
+
+
+def fast_encodings(encs) -> dict[str, list[list[int]]]:
+    """The Rust tokenizer's encodings as the transformers tokenizer returns them (lists per input)."""
+    return {"input_ids": [e.ids for e in encs], "attention_mask": [e.attention_mask for e in encs],
+            "token_type_ids": [e.type_ids for e in encs]}
+
+
+def padded_batches(enc: dict[str, list[list[int]]], names: list[str], batch_size: int):
+    """``(rows, feed)`` batches of ``batch_size`` sequences, longest first, each right-padded with 0
+    only to its own longest sequence; ``feed`` has one int64 array per input in ``names``."""
+    lengths = np.array([len(ids) for ids in enc["input_ids"]])
+    order = np.argsort(-lengths, kind="stable")
+    for s in range(0, len(order), batch_size):
+        idx = order[s: s + batch_size]
+        feed = {name: np.zeros((len(idx), int(lengths[idx].max())), dtype=np.int64) for name in names}
+        for name in names:
+            for row, i in enumerate(idx):
+                feed[name][row, : len(enc[name][i])] = enc[name][i]
+        yield idx, feed
 
 
 class TextEncoder:

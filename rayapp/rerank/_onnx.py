@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from rayapp._internal.artifacts import read_manifest, staging_dir, write_json_atomic
-from rayapp.models._onnx import UnsupportedForOnnx, _export_bert, _weights_digest
+from rayapp.models._onnx import UnsupportedForOnnx, _export_bert, _weights_digest, fast_encodings, padded_batches
 
 log = logging.getLogger(__name__)
 
@@ -25,28 +25,16 @@ def export_cross_onnx(folder: Path, out_root: Path) -> Path:
     final = Path(out_root) / f"onnx-cross-{folder.name}-{_weights_digest(folder)[:12]}"
     if read_manifest(final) is not None:
         return final / "model.onnx"
-    import torch
-
     from rayapp.rerank import CrossEncoder
 
     cross = CrossEncoder.from_pretrained(folder)
-    hf = cross.model
-    if hasattr(hf, "set_attn_implementation"):
-        hf.set_attn_implementation("eager")  # the eager graph is the one ORT fuses into Attention ops
     names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in cross.tokenizer.model_input_names]
     sample = cross.tokenize(["a question", "another, longer question"], ["a passage", "a second passage here"])
 
-    class _Logit(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, *inputs):
-            return self.m(**dict(zip(names, inputs))).logits[:, 0]
-
     log.info("exporting the cross-encoder %s to ONNX under %s (once)", folder, final)
     with staging_dir(final) as tmp:
-        fusions = _export_bert(_Logit(hf), tuple(sample[n] for n in names), names, "logit", {0: "batch"}, hf.config, tmp)
+        fusions = _export_bert(cross.model, lambda out: out.logits[:, 0], tuple(sample[n] for n in names), names,
+                               "logit", {0: "batch"}, tmp)
         write_json_atomic(tmp / "manifest.json", {"kind": "onnx-cross", "source": str(folder), "inputs": names,
                                                   "fusions": fusions})
     return final / "model.onnx"
@@ -81,18 +69,8 @@ class OnnxCrossEncoder:
     def score_pairs(self, queries: Sequence[str], passages: Sequence[str], batch_size: int = 32) -> np.ndarray:
         if len(queries) != len(passages):
             raise ValueError(f"score_pairs: {len(queries)} queries but {len(passages)} passages")
-        encs = self.tokenizer.encode_batch(list(zip(queries, passages)))
-        out = np.zeros(len(encs), dtype=np.float32)
-        order = sorted(range(len(encs)), key=lambda i: len(encs[i].ids))
-        for s in range(0, len(order), batch_size):
-            idx = order[s: s + batch_size]
-            width = max(len(encs[i].ids) for i in idx)
-            feed = {n: np.zeros((len(idx), width), dtype=np.int64) for n in self.inputs}
-            for row, i in enumerate(idx):
-                e, n = encs[i], len(encs[i].ids)
-                feed["input_ids"][row, :n] = e.ids
-                feed["attention_mask"][row, :n] = e.attention_mask
-                if "token_type_ids" in feed:
-                    feed["token_type_ids"][row, :n] = e.type_ids
+        enc = fast_encodings(self.tokenizer.encode_batch(list(zip(queries, passages))))
+        out = np.zeros(len(passages), dtype=np.float32)
+        for idx, feed in padded_batches(enc, self.inputs, batch_size):
             out[idx] = self.session.run(None, feed)[0]
         return out
