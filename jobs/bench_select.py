@@ -28,24 +28,27 @@ def _run(cfg: BenchSelectConfig, _path) -> None:
              f"{s['average_precision']['mean']:.4f} ± {s['average_precision']['std']:.4f}", s["average_precision"]["m"],
              f"{s['macro_f1']['mean']:.4f} ± {s['macro_f1']['std']:.4f}", s["macro_f1"]["m"], round(s["select_s"], 2)]
             for s in sorted(r["summary"], key=lambda s: (s["dataset"], s["ratio"], s["method"]))]
-    wins = [m for g in r["small_budget_best"].values() for m in g.values()]
-    met = ", ".join(f"{k} {m}: {'met' if g[m]['met'] else 'not met'}" for k, g in r["goal"].items() for m in g)
+    met = "; ".join(f"{label}: " + ", ".join(f"{k} {m} {'met' if g[m]['met'] else 'not met'}" for k, g in cells.items()
+                                            for m in g) for label, cells in r["goal"].items())
+    budget = ", ".join(f"{label} in {sum(b == label for g in cells.values() for b in g.values())} of "
+                       f"{sum(len(g) for g in cells.values())}" for label, cells in r["small_budget_best"].items())
     write_report(cfg.results_dir, "bench_select", {**r, "config": cfg.model_dump(mode="json")},
                  ["data", "labelled", "method", "AP (best m)", "m", "macro-F1 (best m)", "m", "select s"], rows,
                  notes=f"{r['tasks']} Ray tasks in {r['wall_s']:.0f} s; mean ± std over {len(cfg.seeds)} seeds; "
-                       f"ML-kNN k={cfg.mlknn_k} trained on the labelled rows. Goal (SGMFS above every "
-                       f"baseline): {met}. Best mean over feature counts <= d/2: sgmfs in {wins.count('sgmfs')} of "
-                       f"{len(wins)} (data set, ratio, metric) cells. Plots: bench_select_*.png.")
+                       f"ML-kNN k={cfg.mlknn_k} trained on the labelled rows. Goal (above every baseline): {met}. "
+                       f"Best mean over feature counts <= d/2, against the baselines: {budget} (data set, ratio, "
+                       f"metric) cells. Plots: bench_select_*.png.")
     paired = []
-    for cell, metrics in r["goal"].items():
-        for metric, g in metrics.items():
-            best = g["paired"][g["best_baseline"]]
-            paired.append([cell, metric, g["best_baseline"], f"{g['sgmfs']:.4f}", f"{g['best_baseline_value']:.4f}",
-                           f"{best['mean_diff']:+.4f}", f"{best['wins']} / {best['losses']}", round(best["p_sign"], 3),
-                           sum(p["wins"] > p["losses"] for p in g["paired"].values()), len(g["paired"])])
+    for label, cells in r["goal"].items():
+        for cell, metrics in cells.items():
+            for metric, g in metrics.items():
+                best = g["paired"][g["best_baseline"]]
+                paired.append([label, cell, metric, g["best_baseline"], f"{g['ours']:.4f}", f"{g['best_baseline_value']:.4f}",
+                               f"{best['mean_diff']:+.4f}", f"{best['wins']} / {best['losses']}", round(best["p_sign"], 3),
+                               sum(p["wins"] > p["losses"] for p in g["paired"].values()), len(g["paired"])])
     write_markdown_table(Path(cfg.results_dir) / "bench_select_paired.md", "bench_select: SGMFS vs baselines, seed by seed",
-                         ["cell", "metric", "best baseline", "SGMFS", "baseline", "mean diff", "seeds won / lost",
-                          "sign-test p", "baselines beaten in more seeds", "baselines"], paired,
+                         ["method", "cell", "metric", "best baseline", "method's value", "baseline", "mean diff",
+                          "seeds won / lost", "sign-test p", "baselines beaten in more seeds", "baselines"], paired,
                          notes="Each selector at its own best feature count; the same splits per seed. Sign test: "
                                "exact, two-sided, over the untied seeds.")
     for name in ("bench_select.md", "bench_select_paired.md"):

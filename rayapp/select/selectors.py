@@ -9,6 +9,8 @@ labelled rows, unsupervised ones all rows, SGMFS both.
 Baselines: ``all`` (every feature), ``random``, ``variance``, ``laplacian`` (Laplacian score, He,
 Cai & Niyogi, NIPS 2005), ``mutual_info`` (the sum over labels of the per-label mutual information,
 scikit-learn's kNN estimator) and ``rfs`` (robust feature selection, Nie et al., NIPS 2010).
+Proposed: ``sgmfs`` (fixed hyperparameters) and ``sgmfs_cv`` (chosen by cross-validation on the
+labelled rows, :mod:`rayapp.select.tune`).
 """
 
 from __future__ import annotations
@@ -123,3 +125,12 @@ def _rfs(X, Y, lab, *, seed, gamma: float = 1.0, iters: int = 50):
 def _sgmfs(X, Y, lab, *, seed, **params):
     """SGMFS (see :mod:`rayapp.select.sgmfs`); params go to :class:`SGMFS`."""
     return SGMFS(**params).fit(X, Y, lab).scores_
+
+
+@register_selector("sgmfs_cv")
+def _sgmfs_cv(X, Y, lab, *, seed, **params):
+    """SGMFS with alpha and beta (or a given ``grid``) picked by cross-validation on the labelled rows
+    (:class:`rayapp.select.tune.SGMFSCV`; its folds are drawn with ``seed``)."""
+    from rayapp.select.tune import SGMFSCV
+
+    return SGMFSCV(seed=seed, **params).fit(X, Y, lab).scores_

@@ -15,22 +15,30 @@ def test_sweep_runs_one_task_per_configuration(ray_session, tmp_path):
     X, Y, _ = planted(n=120)
     cfg = BenchSelectConfig(
         datasets=[{"name": "toy", "path": write_csv(tmp_path / "toy.csv", X, Y), "format": "csv", "n_labels": 5}],
-        methods=[{"name": "all"}, {"name": "random"}, {"name": "rfs"}, {"name": "sgmfs", "params": {"max_iter": 5}}],
+        methods=[{"name": "all"}, {"name": "random"}, {"name": "rfs"}, {"name": "sgmfs", "params": {"max_iter": 5}},
+                 {"name": "sgmfs_cv", "label": "tuned", "params": {"max_iter": 5, "grid": {"beta": [3.0, 30.0]}}}],
         labelled_ratios=[0.2, 0.4], seeds=[0, 1], feature_fractions=[0.2, 0.5], results_dir=tmp_path / "out")
     r = bench_select(cfg)
-    assert r["tasks"] == 1 * 2 * 2 * 4 and len(r["cells"]) == 16
+    assert r["tasks"] == 1 * 2 * 2 * 5 and len(r["cells"]) == 20
     s = {(x["ratio"], x["method"]): x for x in r["summary"]}
-    assert len(s) == 8
+    assert len(s) == 10
     assert s[(0.2, "all")]["average_precision"]["m"] == 30 and s[(0.2, "sgmfs")]["average_precision"]["m"] in (6, 15)
     for x in r["summary"]:
         assert 0 <= x["average_precision"]["mean"] <= 1 and len(x["average_precision"]["values"]) == 2
     # a label-aware selection at 6 of 30 features beats a random one at 6
     curve = {m: s[(0.4, m)]["average_precision"]["curve"]["6"] for m in ("random", "sgmfs")}
     assert curve["sgmfs"] > curve["random"], curve
-    assert set(r["goal"]) == {"toy@0.2", "toy@0.4"} and isinstance(r["goal_met"], bool)
-    paired = r["goal"]["toy@0.4"]["average_precision"]["paired"]
-    assert set(paired) == {"all", "random", "rfs"} and all(p["seeds"] == 2 for p in paired.values())
-    assert set(r["small_budget_best"]["toy@0.2"]) == {"average_precision", "macro_f1"}
+    # each proposed selector is compared with the baselines only, not with the other proposed one
+    assert set(r["goal"]) == {"sgmfs", "tuned"} and set(r["goal_met"]) == {"sgmfs", "tuned"}
+    assert set(r["goal"]["tuned"]) == {"toy@0.2", "toy@0.4"} and isinstance(r["goal_met"]["tuned"], bool)
+    for label in ("sgmfs", "tuned"):
+        paired = r["goal"][label]["toy@0.4"]["average_precision"]["paired"]
+        assert set(paired) == {"all", "random", "rfs"} and all(p["seeds"] == 2 for p in paired.values())
+        g = r["goal"][label]["toy@0.4"]["macro_f1"]
+        assert g["ours"] == s[(0.4, label)]["macro_f1"]["mean"]
+        assert g["met"] == all(g["ours"] > s[(0.4, b)]["macro_f1"]["mean"] for b in ("all", "random", "rfs"))
+        budget = r["small_budget_best"][label]["toy@0.2"]
+        assert set(budget) == {"average_precision", "macro_f1"} and set(budget.values()) <= {"random", "rfs", label}
 
 
 def test_summary_picks_the_best_count_per_metric():
@@ -104,4 +112,6 @@ def test_shipped_configs_load(name):
     from rayapp.config import load_config
 
     cfg = load_config(BenchSelectConfig, Path(__file__).parents[2] / "configs" / name)
-    assert {m.name for m in cfg.methods} == {"all", "random", "variance", "laplacian", "mutual_info", "rfs", "sgmfs"}
+    baselines = {"all", "random", "variance", "laplacian", "mutual_info", "rfs"}
+    proposed = {"sgmfs"} if "20seeds" in name else {"sgmfs", "sgmfs_cv"}
+    assert {m.name for m in cfg.methods} == baselines | proposed
