@@ -50,6 +50,20 @@ def serving_dir(model_dir: Path) -> Path:
     return model_cache_dir() / f"recommender-{stable_hash(str(model_dir), length=8)}-{name}"
 
 
+def prune_serving(model_dir: Path, keep: Path) -> list[Path]:
+    """Remove ``model_dir``'s other ``serving-*`` folders: a retrain in place gives a new fingerprint,
+    and the files of the model it replaced can never be loaded again (a running replica holds them
+    in memory already). Builds in flight (``.tmp-`` folders) are left alone. Returns what was removed."""
+    import shutil
+
+    gone = []
+    for d in Path(model_dir).glob("serving-*"):
+        if d.is_dir() and ".tmp-" not in d.name and d.resolve() != Path(keep).resolve():
+            shutil.rmtree(d, ignore_errors=True)
+            gone.append(d)
+    return gone
+
+
 def _load_models(model_dir: Path, cfg: TrainRecConfig, n_items: int):
     import torch
 

@@ -338,8 +338,10 @@ def train_rec(cfg: TrainRecConfig, stage1_model: Optional[str] = None) -> dict[s
         ra.load_state_dict(torch.load(summary["stage2"]["path"], weights_only=True))
         bank = _memory_bank(backbone, [s[:-1] for s in data.seqs if len(s) >= 3], cfg)  # train + valid
         summary["stage2_test"] = evaluate(backbone, data, "test", cfg, ra=ra, bank=bank)
-    from rayapp.recommend._serving import prepare_serving
+    from rayapp.recommend._serving import prepare_serving, prune_serving
 
     t0 = time.perf_counter()
-    summary["serving"] = {"path": str(prepare_serving(out)), "seconds": round(time.perf_counter() - t0, 1)}
+    serving = prepare_serving(out)
+    summary["serving"] = {"path": str(serving), "seconds": round(time.perf_counter() - t0, 1),
+                          "removed_stale": [p.name for p in prune_serving(out, serving)]}
     return summary

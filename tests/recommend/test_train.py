@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -145,9 +147,15 @@ def test_a_stage_that_stopped_early_trains_no_more_when_rerun(ray_session, tmp_p
     assert first["stage1"]["metrics"]["epoch"] < 6, "precondition: the stage stopped early"
     assert first["stage1"]["metrics"]["train_s"] > 0
     ckpts = sorted((tmp_path / "out" / "ray").glob("*/checkpoint_*"))
+    (tmp_path / "out" / "serving-0123456789ab.tmp-1-beef").mkdir()  # another process's build in flight
     again = train_rec(cfg)
     assert sorted((tmp_path / "out" / "ray").glob("*/checkpoint_*")) == ckpts
     assert again["stage1_test"] == first["stage1_test"]
+    # the rerun rewrote the trained files: their new serving folder replaces the old one
+    assert again["serving"]["path"] != first["serving"]["path"]
+    assert again["serving"]["removed_stale"] == [Path(first["serving"]["path"]).name]
+    assert sorted(p.name for p in (tmp_path / "out").glob("serving-*")) == sorted(
+        [Path(again["serving"]["path"]).name, "serving-0123456789ab.tmp-1-beef"])
 
 
 @pytest.mark.slow
