@@ -117,3 +117,14 @@ def test_batching_headline_compares_each_generator_variant_with_the_first():
     assert (figs[1].baseline_name, figs[1].baseline, figs[1].ratio, figs[1].better) == ("hf", 14.0, 0.5, "lower")
     assert [f.ratio for f in figs[2:]] == [2.0, 3.0]
     assert BENCHMARKS["batching"].headline({"concurrency": conc(10, 30)})[0].ratio == 3.0  # older JSON: no variants
+
+
+def test_select_headline_counts_cells_per_proposed_selector():
+    g = lambda met: {"ours": 0.7, "best_baseline": "rfs", "best_baseline_value": 0.6, "met": met}  # noqa: E731
+    r = {"goal": {"sgmfs": {"a@0.1": {"average_precision": g(True), "macro_f1": g(False)}},
+                  "sgmfs_cv": {"a@0.1": {"average_precision": g(True), "macro_f1": g(True)}}}}
+    figs = BENCHMARKS["select"].headline(r)
+    assert [(f.figure, f.value, f.baseline, f.met) for f in figs] == [
+        ("cells where sgmfs beats every baseline", 1.0, 2.0, False),
+        ("SGMFS average_precision a@0.1", 0.7, 0.6, True), ("SGMFS macro_f1 a@0.1", 0.7, 0.6, False),
+        ("cells where sgmfs_cv beats every baseline", 2.0, 2.0, True)]
