@@ -59,7 +59,8 @@ class SGMFSCV:
             raise ValueError(f"SGMFSCV: grid key(s) {empty} list no value")
         both = sorted(set(grid) & set(fixed))
         if both:
-            raise ValueError(f"SGMFSCV: {both} both fixed and searched")
+            raise ValueError(f"SGMFSCV: {both} both fixed and searched (the default grid searches "
+                             f"{sorted(DEFAULT_GRID)}; pass a grid without the fixed ones)")
         if folds < 2:
             raise ValueError(f"SGMFSCV: folds must be >= 2, got {folds}")
         if not fractions or not all(0 < f <= 1 for f in fractions):
