@@ -179,7 +179,7 @@ class Reranker(_Ready):
             from rayapp.rerank import CrossEncoder
 
             self.cross = CrossEncoder.from_pretrained(reranker, max_length)
-        self.backend, self.pair_batch = backend, pair_batch
+        self.pair_batch = pair_batch
         self.score.set_max_batch_size(max_batch_size)
         self.score.set_batch_wait_timeout_s(batch_wait_timeout_s)
 
