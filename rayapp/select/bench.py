@@ -212,12 +212,12 @@ def bench_select(cfg: BenchSelectConfig) -> dict[str, Any]:
     baselines = {m.display for m in cfg.methods if m.name not in PROPOSED}
     goal: dict[str, dict] = {}  # per proposed method, per cell: above every baseline?
     budget: dict[str, dict] = {}  # per proposed method: the best selector over the small budgets (m <= d / 2)
-    for label in proposed:
-        for dcfg in cfg.datasets:
-            for ratio in cfg.labelled_ratios:
-                cell = f"{dcfg.name}@{ratio}"
+    for dcfg in cfg.datasets:
+        for ratio in cfg.labelled_ratios:
+            cell = f"{dcfg.name}@{ratio}"
+            others = {k[2]: v for k, v in summary.items() if k[:2] == (dcfg.name, ratio) and k[2] in baselines}
+            for label in proposed:
                 ours = summary.get((dcfg.name, ratio, label))
-                others = {k[2]: v for k, v in summary.items() if k[:2] == (dcfg.name, ratio) and k[2] in baselines}
                 if ours is None or not others:
                     continue
                 goal.setdefault(label, {})[cell] = {
